@@ -1,0 +1,227 @@
+"""The lake: logical table names over one of two Delta engines. The only code that touches tables.
+
+`silver.members` lives at `<root>/silver/members`. Every write carries the idempotency key of the
+job run that makes it: the Delta app transaction `cdp/<job>/<run id>` with, as version, the number
+of writes this run made to that table before (0, 1, ...). Re-running a run that already committed a
+write skips it before any data is written, so a job restarted after a crash with the same run id
+redoes only what did not commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from cdp.config import Config
+from cdp.errors import LakeError, SchemaMismatchError
+from cdp.lake import schema as schema_rules
+from cdp.lake.delta_rs import DeltaRsEngine
+from cdp.lake.delta_spark import DeltaSparkEngine
+from cdp.lake.engine import Commit, Engine, TableInfo, WriteMode, WriteRequest, WriteResult, partition_string
+from cdp.spark import capabilities
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+def make_engine(spark: SparkSession, choice: str = "auto") -> Engine:
+    """`delta-spark` when chosen or (for `auto`) when its session extension is active, else `delta-rs`."""
+    if choice == "auto":
+        choice = capabilities(spark).lake_engine
+    if choice == "delta-spark":
+        if not capabilities(spark).delta_extension:
+            raise LakeError("lake.engine is delta-spark but io.delta.sql.DeltaSparkSessionExtension is not active")
+        return DeltaSparkEngine(spark)
+    return DeltaRsEngine(spark)
+
+
+class Lake:
+    """Tables by logical name, read and written by one engine for one job run.
+
+    Args:
+        spark: the session.
+        root: lake root (local folder or object-store URI).
+        engine: an engine, or None to pick one with `make_engine`.
+        job: name of the job writing (part of the idempotency key).
+        run_id: id of the run (part of the idempotency key).
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        root: str,
+        *,
+        engine: Engine | None = None,
+        job: str = "adhoc",
+        run_id: str = "adhoc",
+    ) -> None:
+        self.spark = spark
+        self.root = root.rstrip("/")
+        self.engine = engine or make_engine(spark)
+        self.job = job
+        self.run_id = run_id
+        self._writes: Counter[str] = Counter()
+        self.results: list[WriteResult] = []
+
+    @classmethod
+    def from_config(cls, spark: SparkSession, cfg: Config, *, job: str, run_id: str) -> Lake:
+        return cls(spark, cfg.lake.root, engine=make_engine(spark, cfg.lake.engine), job=job, run_id=run_id)
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        if not _NAME.match(name):
+            raise LakeError(f"table name {name!r} is not of the form layer.table (lower case, digits, _)")
+        layer, table = name.split(".")
+        return f"{self.root}/{layer}/{table}"
+
+    def exists(self, name: str) -> bool:
+        return self.engine.exists(self.path(name))
+
+    def tables(self) -> list[str]:
+        """Logical names of the tables under the root (local lakes only)."""
+        if "://" in self.root:
+            raise LakeError(f"listing tables needs a local lake root, not {self.root}")
+        found = []
+        for log in sorted(Path(self.root).glob("*/*/_delta_log")):
+            name = f"{log.parent.parent.name}.{log.parent.name}"
+            if _NAME.match(name) and self.engine.exists(str(log.parent)):
+                found.append(name)
+        return found
+
+    # -- read -----------------------------------------------------------------------------------
+
+    def read(self, name: str, *, version: int | None = None, timestamp: dt.datetime | None = None) -> DataFrame:
+        """The table's rows, latest or as of a version or a time (not both)."""
+        if version is not None and timestamp is not None:
+            raise LakeError(f"table {name}: read at a version or at a timestamp, not both")
+        return self.engine.read(self.path(name), version=version, timestamp=timestamp)
+
+    def schema(self, name: str) -> StructType:
+        return self.engine.schema(self.path(name))
+
+    def history(self, name: str) -> Sequence[Commit]:
+        return self.engine.history(self.path(name))
+
+    def info(self, name: str) -> TableInfo:
+        return self.engine.info(name, self.path(name))
+
+    def vacuum(self, name: str, *, retention_hours: int) -> list[str]:
+        """Delete files no version within the retention period references (and leftovers of crashed writes)."""
+        return self.engine.vacuum(self.path(name), retention_hours=retention_hours)
+
+    # -- write ----------------------------------------------------------------------------------
+
+    def overwrite(
+        self, name: str, df: DataFrame, *, partition_by: Sequence[str] = (), evolve: bool = False
+    ) -> WriteResult:
+        """Replace the table's content atomically: readers see the old or the new rows, never a mix."""
+        return self._write(name, df, "overwrite", partition_by, None, evolve)
+
+    def append(self, name: str, df: DataFrame, *, partition_by: Sequence[str] = (), evolve: bool = False) -> WriteResult:
+        """Add rows. `partition_by` is used when the table is created and must match afterwards."""
+        return self._write(name, df, "append", partition_by, None, evolve)
+
+    def replace_partitions(
+        self,
+        name: str,
+        df: DataFrame,
+        *,
+        partition_by: Sequence[str],
+        partitions: Iterable[Mapping[str, object]] | None = None,
+        evolve: bool = False,
+    ) -> WriteResult:
+        """Replace whole partitions atomically; the others stay as they are.
+
+        Args:
+            partitions: the partitions to replace, as {column: value}; rows of `df` must fall in
+                them. None replaces exactly the partitions present in `df` (dynamic overwrite).
+        """
+        if not partition_by:
+            raise LakeError(f"table {name}: replace_partitions needs partition columns")
+        specs = None
+        if partitions is not None:
+            specs = tuple({c: partition_string(p.get(c)) for c in partition_by} for p in partitions)
+            for p in partitions:
+                unknown = set(p) - set(partition_by)
+                if unknown:
+                    raise LakeError(f"table {name}: {', '.join(sorted(unknown))} are not partition columns")
+        return self._write(name, df, "replace_partitions", partition_by, specs, evolve)
+
+    def _write(
+        self,
+        name: str,
+        df: DataFrame,
+        mode: WriteMode,
+        partition_by: Sequence[str],
+        partitions: tuple | None,
+        evolve: bool,
+    ) -> WriteResult:
+        path = self.path(name)
+        app_id = f"cdp/{self.job}/{self.run_id}"
+        txn_version = self._writes[name]
+        self._writes[name] += 1
+
+        committed = self.engine.committed_version(path, app_id)
+        if committed is not None and committed >= txn_version:
+            logger.info("%s: already committed by run %s (write %d), skipped", name, self.run_id, txn_version)
+            result = WriteResult(name, None, True, None, 0, 0)
+            self.results.append(result)
+            return result
+
+        exists = self.engine.exists(path)
+        current = self.engine.schema(path) if exists else None
+        partition_by = tuple(partition_by)
+        if exists:
+            table_parts = self.engine.partition_columns(path)
+            if partition_by and partition_by != table_parts and not (mode == "overwrite" and evolve):
+                raise SchemaMismatchError(
+                    f"table {name}: partitioned by {list(table_parts)}, the write asks for {list(partition_by)}"
+                )
+            partition_by = partition_by or table_parts
+        missing = [c for c in partition_by if c not in df.columns]
+        if missing:
+            raise SchemaMismatchError(f"table {name}: partition column {', '.join(missing)} not in the data")
+        target = schema_rules.resolve(name, current, df.schema, replace=mode == "overwrite", evolve=evolve)
+        aligned = _align(df, target)
+
+        request = WriteRequest(
+            table=name,
+            path=path,
+            mode=mode if exists else "overwrite",
+            schema=target,
+            schema_changed=current is not None and schema_rules.diff(current, target).empty is False,
+            partition_by=partition_by,
+            partitions=partitions,
+            app_id=app_id,
+            txn_version=txn_version,
+            metadata={"cdp.job": self.job, "cdp.run_id": self.run_id, "cdp.mode": mode},
+        )
+        result = self.engine.write(aligned, request)
+        logger.info(
+            "%s: %s committed version %s (%s rows, %d files)",
+            name,
+            mode,
+            result.version,
+            "?" if result.rows is None else f"{result.rows:,}",
+            result.files,
+        )
+        self.results.append(result)
+        return result
+
+
+def _align(df: DataFrame, target: StructType) -> DataFrame:
+    """Columns in the table's order, by name; columns the data lacks come as typed nulls."""
+    present = set(df.columns)
+    return df.select(
+        *[F.col(f"`{f.name}`") if f.name in present else F.lit(None).cast(f.dataType).alias(f.name) for f in target]
+    )

@@ -1,0 +1,153 @@
+"""The one place a SparkSession is made, and what that session can do.
+
+Three ways in, chosen in this order:
+1. Spark Connect, when `spark.remote` (config) or `SPARK_REMOTE` names a server;
+2. an existing session or JVM gateway (a notebook, Databricks, or `spark-submit`, which sets
+   `PYSPARK_GATEWAY_PORT`): no master is set, jars and storage come from the cluster;
+3. a local session with the configured master (`local[*]` by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
+
+from cdp.config import Config
+from cdp.errors import EnvironmentProblem
+
+logger = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
+
+def java_version() -> str | None:
+    """The first line `java -version` prints, or None when no Java is on PATH or JAVA_HOME."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        return None
+    done = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    return (done.stderr or done.stdout).splitlines()[0] if done.returncode == 0 else None
+
+
+def get_spark(cfg: Config) -> SparkSession:
+    """Return the session for this configuration, creating it when needed.
+
+    Local sessions get the configured master, the `spark.conf` settings, quiet logs and a
+    checkpoint directory under the lake (`<lake>/_checkpoints`).
+    """
+    remote = cfg.spark.remote or os.environ.get("SPARK_REMOTE")
+    if remote:
+        logger.info("Spark Connect session at %s", remote)
+        builder = SparkSession.builder.remote(remote)
+        return _apply_conf(builder, cfg, runtime_only=True).getOrCreate()
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_submit:
+        if java_version() is None:
+            raise EnvironmentProblem(
+                "Java is not installed: install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"
+            )
+        builder = builder.master(cfg.spark.master or "local[*]")
+        log4j = resources.files("cdp") / "resources" / "log4j2.properties"
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+    builder = _apply_conf(builder, cfg, runtime_only=under_submit)
+    if "://" not in cfg.lake.root:
+        builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")
+    spark = builder.getOrCreate()
+    logger.debug("Spark %s session, master %s", spark.version, cfg.spark.master or "from spark-submit")
+    return spark
+
+
+def _apply_conf(builder: SparkSession.Builder, cfg: Config, *, runtime_only: bool) -> SparkSession.Builder:
+    for key, value in cfg.spark.conf.items():
+        # Under spark-submit or Connect the driver exists already: its memory is not ours to set.
+        if runtime_only and key.startswith(("spark.driver.", "spark.executor.")):
+            continue
+        builder = builder.config(key, value)
+    return builder
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the session has on its classpath, found by asking Spark (no JVM access: works over Connect)."""
+
+    spark_version: str
+    connect: bool
+    delta_extension: bool
+    graphframes: bool
+
+    @property
+    def lake_engine(self) -> str:
+        return "delta-spark" if self.delta_extension else "delta-rs"
+
+
+_capabilities: dict[int, Capabilities] = {}
+
+
+def capabilities(spark: SparkSession) -> Capabilities:
+    """Detect the Delta Lake extension and GraphFrames once per session."""
+    key = id(spark)
+    if key not in _capabilities:
+        _capabilities[key] = Capabilities(
+            spark_version=spark.version,
+            connect=is_connect(spark),
+            delta_extension=_delta_extension_active(spark),
+            graphframes=_graphframes_loaded(spark),
+        )
+        logger.info(
+            "capabilities: Spark %s%s, Delta extension %s, GraphFrames %s",
+            spark.version,
+            " (Connect)" if _capabilities[key].connect else "",
+            "active" if _capabilities[key].delta_extension else "absent",
+            "loaded" if _capabilities[key].graphframes else "absent",
+        )
+    return _capabilities[key]
+
+
+def is_connect(spark: SparkSession) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _delta_extension_active(spark: SparkSession) -> bool:
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if DELTA_EXTENSION not in extensions:
+        return False
+    # The setting alone does not prove the jar is there: resolving the data source does.
+    try:
+        spark.read.format("delta").load("/__cdp_probe_of_delta__").schema  # noqa: B018
+    except PySparkException as e:
+        return "DATA_SOURCE_NOT_FOUND" not in str(e)
+    return True
+
+
+def _graphframes_loaded(spark: SparkSession) -> bool:
+    """True when GraphFrames' JVM classes answer (classic) or its Connect plugin does.
+
+    graphframes-py is a thin client: the only reliable probe is to run a tiny graph operation.
+    """
+    try:
+        from graphframes import GraphFrame
+    except ImportError:
+        return False
+    try:
+        vertices = spark.range(1)
+        edges = spark.range(0).selectExpr("id AS src", "id AS dst")
+        GraphFrame(vertices, edges).degrees.schema  # noqa: B018
+    except Exception as e:  # the client raises TypeError, Py4J or Connect errors when the jar is absent
+        logger.debug("GraphFrames probe failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return False
+    return True
