@@ -46,8 +46,13 @@ class SparkConfig(_Section):
     @classmethod
     def _stringify(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            return MappingProxyType({str(k): _conf_value(v) for k, v in value.items()})
+            return {str(k): _conf_value(v) for k, v in value.items()}
         return value
+
+    @field_validator("conf", mode="after")
+    @classmethod
+    def _freeze(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        return MappingProxyType(dict(value))
 
     @field_validator("master", "remote", mode="before")
     @classmethod

@@ -1,0 +1,101 @@
+"""The `cdp` command.
+
+    cdp run <job> [--env local] [--lake PATH] [--run-id ID]   run one job
+    cdp run pipeline [...]                                    run every job in order
+    cdp tables [--lake PATH]                                  tables with version, rows, files
+    cdp doctor                                                what this machine and session can do
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+
+from cdp import pipeline
+from cdp.config import load_config
+from cdp.errors import CdpError
+from cdp.lake.delta_rs import DeltaRsEngine
+from cdp.lake.lake import Lake
+from cdp.runtime import add_standard_arguments, execute
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cdp", description="cdp-lakehouse: Customer Data Platform jobs on Delta Lake")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a job, or the whole pipeline")
+    jobs = run.add_subparsers(dest="job", required=True, metavar="JOB")
+    everything = jobs.add_parser("pipeline", help="every job in order: " + ", ".join(pipeline.JOBS))
+    add_standard_arguments(everything)
+    for name in pipeline.JOBS:
+        job = pipeline.job(name)
+        sub = jobs.add_parser(name, help=job.description)
+        add_standard_arguments(sub)
+        job.add_arguments(sub)
+    for job in pipeline.pipeline():
+        # `cdp run pipeline` accepts every job's options, with their defaults.
+        job.add_arguments(everything)
+
+    tables = commands.add_parser("tables", help="list the lake's tables with version, rows and files")
+    add_standard_arguments(tables)
+    doctor = commands.add_parser("doctor", help="report Python, Java, Spark, the Delta engine and GraphFrames")
+    add_standard_arguments(doctor)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            selected = pipeline.pipeline() if args.job == "pipeline" else [pipeline.job(args.job)]
+            return execute(selected, args)
+        if args.command == "tables":
+            return _tables(args)
+        return _doctor(args)
+    except CdpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _tables(args: argparse.Namespace) -> int:
+    """Table metadata from the Delta logs alone: no Spark session needed."""
+    cfg = load_config(args.env, conf_dir=args.conf_dir, lake_root=args.lake)
+    lake = Lake(None, cfg.lake.root, engine=DeltaRsEngine(None))  # type: ignore[arg-type]
+    names = lake.tables()
+    print(f"lake {cfg.lake.root}: {len(names)} tables")
+    if names:
+        print(f"{'table':<32} {'version':>7} {'rows':>14} {'files':>7} {'MiB':>9}  partitioned by")
+    for name in names:
+        info = lake.info(name)
+        rows = "?" if info.rows is None else f"{info.rows:,}"
+        parts = ", ".join(info.partition_by) or "-"
+        print(f"{name:<32} {info.version:>7} {rows:>14} {info.files:>7} {info.bytes / 2**20:>9.2f}  {parts}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from cdp.spark import capabilities, get_spark, java_version
+
+    cfg = load_config(args.env, conf_dir=args.conf_dir, lake_root=args.lake)
+    print(f"python        {platform.python_version()}")
+    java = java_version()
+    print(f"java          {java or 'missing: install a Java 17 runtime (apt-get install openjdk-17-jre-headless)'}")
+    for package in ("pyspark", "delta-spark", "deltalake", "graphframes-py", "great-expectations", "mlflow"):
+        print(f"{package:<13} {version(package)}")
+    print(f"lake root     {cfg.lake.root} (env {cfg.env})")
+    if java is None and not (cfg.spark.remote):
+        return 2
+    spark = get_spark(cfg)
+    caps = capabilities(spark)
+    engine = caps.lake_engine if cfg.lake.engine == "auto" else cfg.lake.engine
+    print(f"spark         {caps.spark_version} {'over Spark Connect' if caps.connect else 'classic'}")
+    print(f"delta engine  {engine} (Delta extension {'active' if caps.delta_extension else 'absent'})")
+    print(f"graphframes   {'available' if caps.graphframes else 'absent: connected components use the builtin engine'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Operations of the lake itself: maintenance and the record of job runs."""
