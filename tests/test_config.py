@@ -12,7 +12,11 @@ def write(folder: Path, name: str, text: str) -> None:
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
-    write(tmp_path, "base.yaml", "lake:\n  root: ${LAKE_HOME}/lake\n  engine: auto\nspark:\n  conf:\n    a.b: 1\n")
+    write(
+        tmp_path,
+        "base.yaml",
+        "lake:\n  root: ${LAKE_HOME}/lake\n  engine: auto\nspark:\n  conf:\n    a.b: 1\n",
+    )
     write(tmp_path, "local.yaml", "spark:\n  master: local[1]\n  conf:\n    c.d: true\n")
     return tmp_path
 

@@ -165,9 +165,7 @@ def _expand(value: Any, key: tuple[str, ...], path: Path, environ: Mapping[str, 
     return _VAR.sub(substitute, value)
 
 
-def _merge(
-    into: dict[str, Any], new: dict[str, Any], key: tuple[str, ...], path: Path, origin: dict
-) -> None:
+def _merge(into: dict[str, Any], new: dict[str, Any], key: tuple[str, ...], path: Path, origin: dict) -> None:
     for k, v in new.items():
         sub = (*key, str(k))
         if isinstance(v, dict) and isinstance(into.get(k), dict):

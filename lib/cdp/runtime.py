@@ -89,7 +89,9 @@ def new_run_id() -> str:
 
 
 def add_standard_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="local", help="configuration overlay conf/<env>.yaml (default: local)")
+    parser.add_argument(
+        "--env", default="local", help="configuration overlay conf/<env>.yaml (default: local)"
+    )
     parser.add_argument("--lake", metavar="PATH", help="lake root; overrides CDP_LAKE and lake.root")
     parser.add_argument(
         "--run-id", metavar="ID", help="id of this run; pass the id of a crashed run to finish it safely"
@@ -114,17 +116,19 @@ def job_main(job: Job, argv: Sequence[str] | None = None) -> int:
     return execute([job], parser.parse_args(argv))
 
 
-def execute(jobs: Sequence[Job], args: argparse.Namespace) -> int:
-    """Run jobs in order with one run id; return the process exit code."""
+def execute(jobs: Sequence[Job], args: argparse.Namespace, *, label: str | None = None) -> int:
+    """Run jobs in order with one run id; return the process exit code. `label` names the log file."""
     try:
         cfg = load_config(args.env, conf_dir=args.conf_dir, lake_root=args.lake)
     except CdpError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     run_id = args.run_id or new_run_id()
-    name = jobs[0].name if len(jobs) == 1 else "pipeline"
+    name = label or jobs[0].name
     log_path = logs.configure(level=cfg.logging.level, log_dir=cfg.logging.dir, job=name, run_id=run_id)
-    logger.info("run %s of %s, lake %s (env %s)", run_id, ", ".join(j.name for j in jobs), cfg.lake.root, cfg.env)
+    logger.info(
+        "run %s of %s, lake %s (env %s)", run_id, ", ".join(j.name for j in jobs), cfg.lake.root, cfg.env
+    )
     try:
         spark = get_spark(cfg)
         for job in jobs:
@@ -156,10 +160,20 @@ def run_job(job: Job, spark: SparkSession, cfg: Config, run_id: str, args: argpa
 def _record(lake: Lake, job: str, run_id: str, started: dt.datetime, error: str | None) -> None:
     finished = dt.datetime.now(dt.UTC)
     writes = [(r.table, r.version, r.rows, r.skipped) for r in lake.results]
-    row = (job, run_id, "failed" if error else "succeeded", started, finished,
-           (finished - started).total_seconds(), writes, error)
+    row = (
+        job,
+        run_id,
+        "failed" if error else "succeeded",
+        started,
+        finished,
+        (finished - started).total_seconds(),
+        writes,
+        error,
+    )
     # Every attempt is its own record: a retried run id appends a second row, never skips it.
-    ops = Lake(lake.spark, lake.root, engine=lake.engine, job="ops", run_id=f"{job}-{run_id}-{uuid.uuid4().hex[:8]}")
+    ops = Lake(
+        lake.spark, lake.root, engine=lake.engine, job="ops", run_id=f"{job}-{run_id}-{uuid.uuid4().hex[:8]}"
+    )
     try:
         ops.append(JOB_RUNS_TABLE, lake.spark.createDataFrame([row], JOB_RUNS_SCHEMA).coalesce(1))
     except Exception:
@@ -172,4 +186,3 @@ def one_line(error: BaseException) -> str:
     """The first line of an error, prefixed by its class unless it is one of ours."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return text if isinstance(error, CdpError) else f"{type(error).__name__}: {text}"
-

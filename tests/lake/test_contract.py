@@ -29,13 +29,66 @@ ALL_TYPES = """
 def all_types(spark: SparkSession) -> DataFrame:
     utc = dt.UTC
     rows = [
-        (1, True, 1, 1, 1, 1.5, 2.5, Decimal("1299.00"), Decimal("0.000000000000000001"), "上海 ¥",
-         b"\x00\xff", dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=utc),
-         ["a", None], {"k": 1, "n": None}, ("杭州", (30.2, 120.1)), [("SKU-1", 2), None], "a b"),
-        (2, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None),
-        (3, False, -128, -32768, -(2**31), float("nan"), float("-inf"), Decimal("-0.01"),
-         Decimal("12345678901234567890.123456789012345678"), "", b"", dt.date(1900, 1, 1),
-         dt.datetime(1970, 1, 1, tzinfo=utc), [], {}, (None, None), [], "x:y%z/上海"),
+        (
+            1,
+            True,
+            1,
+            1,
+            1,
+            1.5,
+            2.5,
+            Decimal("1299.00"),
+            Decimal("0.000000000000000001"),
+            "上海 ¥",
+            b"\x00\xff",
+            dt.date(2024, 2, 29),
+            dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=utc),
+            ["a", None],
+            {"k": 1, "n": None},
+            ("杭州", (30.2, 120.1)),
+            [("SKU-1", 2), None],
+            "a b",
+        ),
+        (
+            2,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            3,
+            False,
+            -128,
+            -32768,
+            -(2**31),
+            float("nan"),
+            float("-inf"),
+            Decimal("-0.01"),
+            Decimal("12345678901234567890.123456789012345678"),
+            "",
+            b"",
+            dt.date(1900, 1, 1),
+            dt.datetime(1970, 1, 1, tzinfo=utc),
+            [],
+            {},
+            (None, None),
+            [],
+            "x:y%z/上海",
+        ),
     ]
     return spark.createDataFrame(rows, ALL_TYPES)
 
@@ -55,7 +108,9 @@ def test_delta_rs_reads_the_same_rows(lake: Lake, spark: SparkSession) -> None:
     from_spark = pa.table(df.toArrow()).sort_by("id")
     assert from_delta_rs.column_names == from_spark.column_names
     for name in from_spark.column_names:
-        assert _nan_safe(from_delta_rs.column(name).to_pylist()) == _nan_safe(from_spark.column(name).to_pylist()), name
+        assert _nan_safe(from_delta_rs.column(name).to_pylist()) == _nan_safe(
+            from_spark.column(name).to_pylist()
+        ), name
     assert len(table.history()) == 1
 
 
@@ -70,7 +125,12 @@ def test_file_stats_let_readers_skip(lake: Lake, spark: SparkSession) -> None:
     lake.overwrite("silver.numbers", df)
     actions = pa.table(DeltaTable(lake.path("silver.numbers")).get_add_actions(flatten=True)).to_pylist()
     assert sum(a["num_records"] for a in actions) == 1000
-    assert sorted((a["min.id"], a["max.id"]) for a in actions) == [(0, 249), (250, 499), (500, 749), (750, 999)]
+    assert sorted((a["min.id"], a["max.id"]) for a in actions) == [
+        (0, 249),
+        (250, 499),
+        (500, 749),
+        (750, 999),
+    ]
     assert all(a["null_count.name"] == 0 for a in actions)
     pruned = DeltaTable(lake.path("silver.numbers")).to_pyarrow_table(filters=[("id", ">=", 990)])
     assert pruned.num_rows == 10
@@ -110,7 +170,9 @@ def test_schema_change_is_refused_unless_evolving(lake: Lake, spark: SparkSessio
     base = spark.createDataFrame([(1, "a")], "id long, name string")
     lake.overwrite("silver.people", base)
     wider = spark.createDataFrame([(2, "b", 30)], "id long, name string, age int")
-    with pytest.raises(SchemaMismatchError, match=r"silver\.people: schema change refused \(new columns age\)"):
+    with pytest.raises(
+        SchemaMismatchError, match=r"silver\.people: schema change refused \(new columns age\)"
+    ):
         lake.append("silver.people", wider)
     retyped = spark.createDataFrame([(3, 1)], "id long, name int")
     with pytest.raises(SchemaMismatchError, match=r"changed types name \(string -> int\)"):
@@ -139,9 +201,12 @@ def test_replace_partitions_dynamic_and_explicit(lake: Lake, spark: SparkSession
     lake.overwrite(
         "silver.daily", spark.createDataFrame([("d1", 1), ("d2", 2), (None, 0)], schema), partition_by=["day"]
     )
-    lake.replace_partitions("silver.daily", spark.createDataFrame([("d2", 20), ("d2", 21)], schema), partition_by=["day"])
+    lake.replace_partitions(
+        "silver.daily", spark.createDataFrame([("d2", 20), ("d2", 21)], schema), partition_by=["day"]
+    )
     assertDataFrameEqual(
-        lake.read("silver.daily"), spark.createDataFrame([("d1", 1), ("d2", 20), ("d2", 21), (None, 0)], schema)
+        lake.read("silver.daily"),
+        spark.createDataFrame([("d1", 1), ("d2", 20), ("d2", 21), (None, 0)], schema),
     )
     # Explicit partitions: d1 is emptied although the new data has no row for it; null is a partition too.
     lake.replace_partitions(
@@ -150,10 +215,15 @@ def test_replace_partitions_dynamic_and_explicit(lake: Lake, spark: SparkSession
         partition_by=["day"],
         partitions=[{"day": "d1"}, {"day": None}, {"day": "d3"}],
     )
-    assertDataFrameEqual(lake.read("silver.daily"), spark.createDataFrame([("d2", 20), ("d2", 21), ("d3", 3)], schema))
+    assertDataFrameEqual(
+        lake.read("silver.daily"), spark.createDataFrame([("d2", 20), ("d2", 21), ("d3", 3)], schema)
+    )
     with pytest.raises(LakeError, match="outside those to replace"):
         lake.replace_partitions(
-            "silver.daily", spark.createDataFrame([("d9", 9)], schema), partition_by=["day"], partitions=[{"day": "d2"}]
+            "silver.daily",
+            spark.createDataFrame([("d9", 9)], schema),
+            partition_by=["day"],
+            partitions=[{"day": "d2"}],
         )
     with pytest.raises(SchemaMismatchError, match=r"partitioned by \['day'\]"):
         lake.append("silver.daily", spark.createDataFrame([("d1", 1)], schema), partition_by=["n"])
@@ -173,7 +243,9 @@ def test_replace_partitions_of_typed_partition_columns(lake: Lake, spark: SparkS
         partition_by=["d", "shard"],
         partitions=[{"d": day, "shard": 1}],
     )
-    assertDataFrameEqual(lake.read("silver.typed"), spark.createDataFrame([(day, 1, "new"), (day, 2, "keep")], schema))
+    assertDataFrameEqual(
+        lake.read("silver.typed"), spark.createDataFrame([(day, 1, "new"), (day, 2, "keep")], schema)
+    )
 
 
 def test_history_names_job_and_run(lake: Lake, spark: SparkSession) -> None:
@@ -216,9 +288,11 @@ def test_overwrite_is_atomic_for_a_concurrent_reader(lake: Lake, spark: SparkSes
     def reader() -> None:
         try:
             while not done.is_set():
-                stats = lake.read("gold.atomic").agg(
-                    F.count("*").alias("n"), F.min("gen").alias("lo"), F.max("gen").alias("hi")
-                ).first()
+                stats = (
+                    lake.read("gold.atomic")
+                    .agg(F.count("*").alias("n"), F.min("gen").alias("lo"), F.max("gen").alias("hi"))
+                    .first()
+                )
                 seen.append(tuple(stats))
         except BaseException as e:  # surfaced in the main thread below
             errors.append(e)

@@ -69,7 +69,11 @@ class DeltaSparkEngine:
         return reader.load(path)
 
     def write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
-        metadata = {**request.metadata, "cdp.app_id": request.app_id, "cdp.txn_version": str(request.txn_version)}
+        metadata = {
+            **request.metadata,
+            "cdp.app_id": request.app_id,
+            "cdp.txn_version": str(request.txn_version),
+        }
         writer = (
             df.select(*request.schema.names)
             .write.format("delta")

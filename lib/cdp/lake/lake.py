@@ -9,11 +9,12 @@ redoes only what did not commit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from cdp.config import Config
-from cdp.errors import LakeError, SchemaMismatchError
+from cdp.errors import CdpError, LakeError, SchemaMismatchError
 from cdp.lake import schema as schema_rules
 from cdp.lake.delta_rs import DeltaRsEngine
 from cdp.lake.delta_spark import DeltaSparkEngine
@@ -39,7 +40,9 @@ def make_engine(spark: SparkSession, choice: str = "auto") -> Engine:
         choice = capabilities(spark).lake_engine
     if choice == "delta-spark":
         if not capabilities(spark).delta_extension:
-            raise LakeError("lake.engine is delta-spark but io.delta.sql.DeltaSparkSessionExtension is not active")
+            raise LakeError(
+                "lake.engine is delta-spark but io.delta.sql.DeltaSparkSessionExtension is not active"
+            )
         return DeltaSparkEngine(spark)
     return DeltaRsEngine(spark)
 
@@ -100,24 +103,30 @@ class Lake:
 
     # -- read -----------------------------------------------------------------------------------
 
-    def read(self, name: str, *, version: int | None = None, timestamp: dt.datetime | None = None) -> DataFrame:
+    def read(
+        self, name: str, *, version: int | None = None, timestamp: dt.datetime | None = None
+    ) -> DataFrame:
         """The table's rows, latest or as of a version or a time (not both)."""
         if version is not None and timestamp is not None:
             raise LakeError(f"table {name}: read at a version or at a timestamp, not both")
-        return self.engine.read(self.path(name), version=version, timestamp=timestamp)
+        with _about(name):
+            return self.engine.read(self.path(name), version=version, timestamp=timestamp)
 
     def schema(self, name: str) -> StructType:
         return self.engine.schema(self.path(name))
 
     def history(self, name: str) -> Sequence[Commit]:
-        return self.engine.history(self.path(name))
+        with _about(name):
+            return self.engine.history(self.path(name))
 
     def info(self, name: str) -> TableInfo:
-        return self.engine.info(name, self.path(name))
+        with _about(name):
+            return self.engine.info(name, self.path(name))
 
     def vacuum(self, name: str, *, retention_hours: int) -> list[str]:
         """Delete files no version within the retention period references (and leftovers of crashed writes)."""
-        return self.engine.vacuum(self.path(name), retention_hours=retention_hours)
+        with _about(name):
+            return self.engine.vacuum(self.path(name), retention_hours=retention_hours)
 
     # -- write ----------------------------------------------------------------------------------
 
@@ -127,7 +136,9 @@ class Lake:
         """Replace the table's content atomically: readers see the old or the new rows, never a mix."""
         return self._write(name, df, "overwrite", partition_by, None, evolve)
 
-    def append(self, name: str, df: DataFrame, *, partition_by: Sequence[str] = (), evolve: bool = False) -> WriteResult:
+    def append(
+        self, name: str, df: DataFrame, *, partition_by: Sequence[str] = (), evolve: bool = False
+    ) -> WriteResult:
         """Add rows. `partition_by` is used when the table is created and must match afterwards."""
         return self._write(name, df, "append", partition_by, None, evolve)
 
@@ -171,7 +182,8 @@ class Lake:
         txn_version = self._writes[name]
         self._writes[name] += 1
 
-        committed = self.engine.committed_version(path, app_id)
+        with _about(name):
+            committed = self.engine.committed_version(path, app_id)
         if committed is not None and committed >= txn_version:
             logger.info("%s: already committed by run %s (write %d), skipped", name, self.run_id, txn_version)
             result = WriteResult(name, None, True, None, 0, 0)
@@ -206,7 +218,8 @@ class Lake:
             txn_version=txn_version,
             metadata={"cdp.job": self.job, "cdp.run_id": self.run_id, "cdp.mode": mode},
         )
-        result = self.engine.write(aligned, request)
+        with _about(name):
+            result = self.engine.write(aligned, request)
         logger.info(
             "%s: %s committed version %s (%s rows, %d files)",
             name,
@@ -223,5 +236,20 @@ def _align(df: DataFrame, target: StructType) -> DataFrame:
     """Columns in the table's order, by name; columns the data lacks come as typed nulls."""
     present = set(df.columns)
     return df.select(
-        *[F.col(f"`{f.name}`") if f.name in present else F.lit(None).cast(f.dataType).alias(f.name) for f in target]
+        *[
+            F.col(f"`{f.name}`") if f.name in present else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in target
+        ]
     )
+
+
+@contextlib.contextmanager
+def _about(name: str) -> Iterator[None]:
+    """Errors of the storage libraries, re-raised as `LakeError` naming the table."""
+    try:
+        yield
+    except CdpError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise LakeError(f"table {name}: {type(e).__name__}: {first}") from e

@@ -91,8 +91,7 @@ def resolve(
         return nullable(table)
     if not evolve:
         raise SchemaMismatchError(
-            f"table {table_name}: schema change refused ({change.describe()}); "
-            "pass evolve=True to accept it"
+            f"table {table_name}: schema change refused ({change.describe()}); pass evolve=True to accept it"
         )
     if replace:
         return incoming

@@ -38,10 +38,13 @@ def footer_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
         path = column.path.split(".")
         if chunks and all(s is not None and s.has_null_count for s in chunks):
             _put(nulls, path, sum(s.null_count for s in chunks))
-        if not chunks or not all(s is not None and s.has_min_max for s in chunks):
+        # A row group of nulls only has no bounds and adds none; any other row group without
+        # bounds makes the file's bounds unknown.
+        valued = [s for s in chunks if s is None or s.has_min_max or s.num_values > 0]
+        if not valued or not all(s is not None and s.has_min_max for s in valued):
             continue
-        low = _bound(min(s.min for s in chunks), upper=False)
-        high = _bound(max(s.max for s in chunks), upper=True)
+        low = _bound(min(s.min for s in valued), upper=False)
+        high = _bound(max(s.max for s in valued), upper=True)
         if low is not None:
             _put(mins, path, low)
         if high is not None:
