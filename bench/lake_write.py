@@ -67,8 +67,8 @@ def main() -> None:
     timed(lambda: through_lake(-1))
     plain_times, lake_times = [], []
     for i in range(args.rounds):
-        plain_times.append(timed(lambda: plain(i)))
-        lake_times.append(timed(lambda: through_lake(i)))
+        plain_times.append(timed(lambda i=i: plain(i)))
+        lake_times.append(timed(lambda i=i: through_lake(i)))
         print(f"round {i + 1}: parquet {plain_times[-1]:6.2f}s   lake ({engine}) {lake_times[-1]:6.2f}s")
     ratio = statistics.median(lake_times) / statistics.median(plain_times)
     print(f"median: parquet {statistics.median(plain_times):.2f}s, lake {statistics.median(lake_times):.2f}s")

@@ -26,9 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="cdp", description="cdp-lakehouse: Customer Data Platform jobs on Delta Lake"
-    )
+    parser = argparse.ArgumentParser(prog="cdp", description="cdp-lakehouse: Customer Data Platform jobs on Delta Lake")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a job, or the whole pipeline")
@@ -46,9 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tables = commands.add_parser("tables", help="list the lake's tables with version, rows and files")
     add_standard_arguments(tables)
-    doctor = commands.add_parser(
-        "doctor", help="report Python, Java, Spark, the Delta engine and GraphFrames"
-    )
+    doctor = commands.add_parser("doctor", help="report Python, Java, Spark, the Delta engine and GraphFrames")
     add_standard_arguments(doctor)
 
     args = parser.parse_args(argv)
@@ -87,9 +83,7 @@ def _doctor(args: argparse.Namespace) -> int:
     cfg = load_config(args.env, conf_dir=args.conf_dir, lake_root=args.lake)
     print(f"python        {platform.python_version()}")
     java = java_version()
-    print(
-        f"java          {java or 'missing: install a Java 17 runtime (apt-get install openjdk-17-jre-headless)'}"
-    )
+    print(f"java          {java or 'missing: install a Java 17 runtime (apt-get install openjdk-17-jre-headless)'}")
     for package in ("pyspark", "delta-spark", "deltalake", "graphframes-py", "great-expectations", "mlflow"):
         print(f"{package:<13} {version(package)}")
     print(f"lake root     {cfg.lake.root} (env {cfg.env})")
@@ -100,9 +94,7 @@ def _doctor(args: argparse.Namespace) -> int:
     engine = caps.lake_engine if cfg.lake.engine == "auto" else cfg.lake.engine
     print(f"spark         {caps.spark_version} {'over Spark Connect' if caps.connect else 'classic'}")
     print(f"delta engine  {engine} (Delta extension {'active' if caps.delta_extension else 'absent'})")
-    print(
-        f"graphframes   {'available' if caps.graphframes else 'absent: connected components use the builtin engine'}"
-    )
+    print(f"graphframes   {'available' if caps.graphframes else 'absent: connected components use the builtin engine'}")
     return 0
 
 

@@ -89,9 +89,7 @@ def new_run_id() -> str:
 
 
 def add_standard_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--env", default="local", help="configuration overlay conf/<env>.yaml (default: local)"
-    )
+    parser.add_argument("--env", default="local", help="configuration overlay conf/<env>.yaml (default: local)")
     parser.add_argument("--lake", metavar="PATH", help="lake root; overrides CDP_LAKE and lake.root")
     parser.add_argument(
         "--run-id", metavar="ID", help="id of this run; pass the id of a crashed run to finish it safely"
@@ -126,9 +124,7 @@ def execute(jobs: Sequence[Job], args: argparse.Namespace, *, label: str | None 
     run_id = args.run_id or new_run_id()
     name = label or jobs[0].name
     log_path = logs.configure(level=cfg.logging.level, log_dir=cfg.logging.dir, job=name, run_id=run_id)
-    logger.info(
-        "run %s of %s, lake %s (env %s)", run_id, ", ".join(j.name for j in jobs), cfg.lake.root, cfg.env
-    )
+    logger.info("run %s of %s, lake %s (env %s)", run_id, ", ".join(j.name for j in jobs), cfg.lake.root, cfg.env)
     try:
         spark = get_spark(cfg)
         for job in jobs:
@@ -171,9 +167,7 @@ def _record(lake: Lake, job: str, run_id: str, started: dt.datetime, error: str 
         error,
     )
     # Every attempt is its own record: a retried run id appends a second row, never skips it.
-    ops = Lake(
-        lake.spark, lake.root, engine=lake.engine, job="ops", run_id=f"{job}-{run_id}-{uuid.uuid4().hex[:8]}"
-    )
+    ops = Lake(lake.spark, lake.root, engine=lake.engine, job="ops", run_id=f"{job}-{run_id}-{uuid.uuid4().hex[:8]}")
     try:
         ops.append(JOB_RUNS_TABLE, lake.spark.createDataFrame([row], JOB_RUNS_SCHEMA).coalesce(1))
     except Exception:

@@ -108,9 +108,7 @@ def test_delta_rs_reads_the_same_rows(lake: Lake, spark: SparkSession) -> None:
     from_spark = pa.table(df.toArrow()).sort_by("id")
     assert from_delta_rs.column_names == from_spark.column_names
     for name in from_spark.column_names:
-        assert _nan_safe(from_delta_rs.column(name).to_pylist()) == _nan_safe(
-            from_spark.column(name).to_pylist()
-        ), name
+        assert _nan_safe(from_delta_rs.column(name).to_pylist()) == _nan_safe(from_spark.column(name).to_pylist()), name
     assert len(table.history()) == 1
 
 
@@ -170,9 +168,7 @@ def test_schema_change_is_refused_unless_evolving(lake: Lake, spark: SparkSessio
     base = spark.createDataFrame([(1, "a")], "id long, name string")
     lake.overwrite("silver.people", base)
     wider = spark.createDataFrame([(2, "b", 30)], "id long, name string, age int")
-    with pytest.raises(
-        SchemaMismatchError, match=r"silver\.people: schema change refused \(new columns age\)"
-    ):
+    with pytest.raises(SchemaMismatchError, match=r"silver\.people: schema change refused \(new columns age\)"):
         lake.append("silver.people", wider)
     retyped = spark.createDataFrame([(3, 1)], "id long, name int")
     with pytest.raises(SchemaMismatchError, match=r"changed types name \(string -> int\)"):
@@ -215,9 +211,7 @@ def test_replace_partitions_dynamic_and_explicit(lake: Lake, spark: SparkSession
         partition_by=["day"],
         partitions=[{"day": "d1"}, {"day": None}, {"day": "d3"}],
     )
-    assertDataFrameEqual(
-        lake.read("silver.daily"), spark.createDataFrame([("d2", 20), ("d2", 21), ("d3", 3)], schema)
-    )
+    assertDataFrameEqual(lake.read("silver.daily"), spark.createDataFrame([("d2", 20), ("d2", 21), ("d3", 3)], schema))
     with pytest.raises(LakeError, match="outside those to replace"):
         lake.replace_partitions(
             "silver.daily",
@@ -243,9 +237,7 @@ def test_replace_partitions_of_typed_partition_columns(lake: Lake, spark: SparkS
         partition_by=["d", "shard"],
         partitions=[{"d": day, "shard": 1}],
     )
-    assertDataFrameEqual(
-        lake.read("silver.typed"), spark.createDataFrame([(day, 1, "new"), (day, 2, "keep")], schema)
-    )
+    assertDataFrameEqual(lake.read("silver.typed"), spark.createDataFrame([(day, 1, "new"), (day, 2, "keep")], schema))
 
 
 def test_history_names_job_and_run(lake: Lake, spark: SparkSession) -> None:
@@ -267,7 +259,7 @@ def test_empty_frame_creates_a_readable_table(lake: Lake, spark: SparkSession) -
 
 
 def test_bad_names_and_missing_tables_are_clear(lake: Lake) -> None:
-    with pytest.raises(LakeError, match="'Silver-x' is not of the form layer.table"):
+    with pytest.raises(LakeError, match=r"'Silver-x' is not of the form layer\.table"):
         lake.path("Silver-x")
     with pytest.raises(LakeError, match=r"no Delta table at .*/silver/absent"):
         lake.read("silver.absent")

@@ -55,9 +55,7 @@ def _data_files(table: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["during-parquet-write", "before-commit"])
-def test_sigkill_mid_overwrite_keeps_previous_version(
-    tmp_path: Path, spark: SparkSession, point: str
-) -> None:
+def test_sigkill_mid_overwrite_keeps_previous_version(tmp_path: Path, spark: SparkSession, point: str) -> None:
     root, marker = tmp_path / "lake", tmp_path / "marker"
     table = root / "gold" / "victim"
     child = subprocess.Popen(

@@ -241,9 +241,7 @@ class DeltaRsEngine:
         if outside:
             raise LakeError(
                 f"table {request.table}: the data holds partitions outside those to replace: "
-                + ", ".join(
-                    str(dict(zip(request.partition_by, k, strict=True))) for k in sorted(outside, key=str)
-                )
+                + ", ".join(str(dict(zip(request.partition_by, k, strict=True))) for k in sorted(outside, key=str))
             )
         active = [a for a in _active_files(table) if _key(a["partition"], request.partition_by) in targets]
         now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)

@@ -29,9 +29,7 @@ class WriteRequest:
     schema: StructType  # the table's schema after the write
     schema_changed: bool
     partition_by: tuple[str, ...]
-    partitions: (
-        tuple[PartitionSpec, ...] | None
-    )  # replace_partitions: explicit partitions, None = those in the data
+    partitions: tuple[PartitionSpec, ...] | None  # replace_partitions: explicit partitions, None = those in the data
     app_id: str
     txn_version: int
     metadata: Mapping[str, str]

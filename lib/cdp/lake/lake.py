@@ -40,9 +40,7 @@ def make_engine(spark: SparkSession, choice: str = "auto") -> Engine:
         choice = capabilities(spark).lake_engine
     if choice == "delta-spark":
         if not capabilities(spark).delta_extension:
-            raise LakeError(
-                "lake.engine is delta-spark but io.delta.sql.DeltaSparkSessionExtension is not active"
-            )
+            raise LakeError("lake.engine is delta-spark but io.delta.sql.DeltaSparkSessionExtension is not active")
         return DeltaSparkEngine(spark)
     return DeltaRsEngine(spark)
 
@@ -103,9 +101,7 @@ class Lake:
 
     # -- read -----------------------------------------------------------------------------------
 
-    def read(
-        self, name: str, *, version: int | None = None, timestamp: dt.datetime | None = None
-    ) -> DataFrame:
+    def read(self, name: str, *, version: int | None = None, timestamp: dt.datetime | None = None) -> DataFrame:
         """The table's rows, latest or as of a version or a time (not both)."""
         if version is not None and timestamp is not None:
             raise LakeError(f"table {name}: read at a version or at a timestamp, not both")
@@ -236,10 +232,7 @@ def _align(df: DataFrame, target: StructType) -> DataFrame:
     """Columns in the table's order, by name; columns the data lacks come as typed nulls."""
     present = set(df.columns)
     return df.select(
-        *[
-            F.col(f"`{f.name}`") if f.name in present else F.lit(None).cast(f.dataType).alias(f.name)
-            for f in target
-        ]
+        *[F.col(f"`{f.name}`") if f.name in present else F.lit(None).cast(f.dataType).alias(f.name) for f in target]
     )
 
 

@@ -58,9 +58,7 @@ def diff(table: StructType, incoming: StructType) -> SchemaDiff:
         added=tuple(n for n in new if n not in old),
         missing=tuple(n for n in old if n not in new),
         changed=tuple(
-            f"{n} ({old[n].simpleString()} -> {new[n].simpleString()})"
-            for n in new
-            if n in old and old[n] != new[n]
+            f"{n} ({old[n].simpleString()} -> {new[n].simpleString()})" for n in new if n in old and old[n] != new[n]
         ),
     )
 

@@ -63,7 +63,7 @@ def _put(tree: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def _bound(value: Any, *, upper: bool) -> Any:
-    if isinstance(value, bool) or isinstance(value, float | bytes):
+    if isinstance(value, bool | float | bytes):
         return None
     if isinstance(value, int):
         return value
