@@ -1,8 +1,9 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and Java 17:
-#   make demo   create/update .venv, install, run the whole pipeline on the embedded default
+#   make demo   create/update .venv, install, generate data, run the whole pipeline on the embedded default
 #   make test   create/update .venv, install, run the tests
 PYTHON ?= python3.11
 VENV   ?= .venv
+PERSONS ?= 20000
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -21,6 +22,7 @@ $(STAMP): pyproject.toml
 
 demo: check-env $(STAMP)
 	$(BIN)/cdp doctor
+	$(BIN)/cdp generate --persons $(PERSONS)
 	$(BIN)/cdp run pipeline
 	$(BIN)/cdp tables
 

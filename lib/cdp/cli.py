@@ -2,6 +2,7 @@
 
 cdp run <job> [--env local] [--lake PATH] [--run-id ID]   run one job
 cdp run pipeline [...]                                    run every job in order
+cdp generate --persons N --seed S [noise options]         synthetic channel data with ground truth
 cdp tables [--lake PATH]                                  tables with version, rows, files
 cdp doctor                                                what this machine and session can do
 """
@@ -42,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `cdp run pipeline` accepts every job's options, with their defaults.
         job.add_arguments(everything)
 
+    from cdp.generate.job import JOB as GENERATE
+
+    generate = commands.add_parser(
+        "generate",
+        help="write synthetic landing files for every channel, and the truth about who is who",
+        description=GENERATE.description,
+    )
+    add_standard_arguments(generate)
+    GENERATE.add_arguments(generate)
+
     tables = commands.add_parser("tables", help="list the lake's tables with version, rows and files")
     add_standard_arguments(tables)
     doctor = commands.add_parser("doctor", help="report Python, Java, Spark, the Delta engine and GraphFrames")
@@ -53,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.job == "pipeline":
                 return execute(pipeline.pipeline(), args, label="pipeline")
             return execute([pipeline.job(args.job)], args)
+        if args.command == "generate":
+            return execute([GENERATE], args)
         if args.command == "tables":
             return _tables(args)
         return _doctor(args)

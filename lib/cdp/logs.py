@@ -11,6 +11,8 @@ import logging
 import re
 from pathlib import Path
 
+from pyspark.logger import PySparkLogger
+
 _MOBILE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]){8}(?![0-9])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
@@ -52,4 +54,8 @@ def configure(*, level: str, log_dir: str, job: str, run_id: str) -> Path:
     root.setLevel(logging.DEBUG)
     for noisy in ("py4j", "pyspark", "great_expectations", "urllib3", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PySpark prints each failed query's context as a multi-kilobyte JSON line on stderr, outside our
+    # handlers; the same context is in the traceback our log file keeps.
+    for spark_logger in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        PySparkLogger.getLogger(spark_logger).setLevel(logging.CRITICAL)
     return path

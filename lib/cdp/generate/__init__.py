@@ -1,0 +1,1 @@
+"""Synthetic multi-channel customer data with ground truth: `cdp generate`."""
