@@ -63,10 +63,7 @@ def get_spark(cfg: Config) -> SparkSession:
             )
         builder = builder.master(cfg.spark.master or "local[*]")
         log4j = resources.files("cdp") / "resources" / "log4j2.properties"
-        # HotSpot leaves methods over 8 000 bytes of bytecode to the interpreter; Spark's generated
-        # code for wide projections is often larger, and would run several times slower.
-        java_options = f"-Dlog4j2.configurationFile=file:{log4j} -XX:-DontCompileHugeMethods"
-        builder = builder.config("spark.driver.extraJavaOptions", java_options)
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
     builder = _apply_conf(builder, cfg, runtime_only=under_submit)
     if "://" not in cfg.lake.root:
         builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")

@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.generate import vocab
+from cdp.generate.rand import constant_map
 
 PRODUCT_COLUMNS = ["sku", "name", "category_l1", "category_l2", "brand", "price", "baby_stage", "launched"]
 
@@ -47,8 +48,7 @@ class Catalogue:
 
     def shelf_size(self, key: Column) -> Column:
         """Number of products on the shelf named by `key` (null for an empty or unknown shelf)."""
-        pairs = [F.lit(x) for k, n in self.shelves.items() for x in (k, n)]
-        return F.try_element_at(F.create_map(*pairs), key)
+        return F.try_element_at(constant_map(self.shelves), key)
 
     def pick(self, spark: SparkSession, lines: DataFrame, *, shelf: str, u: str) -> DataFrame:
         """Add `sku`, `price`, `category_l2` to `lines`, taking the product at `u` on shelf `shelf`.

@@ -11,7 +11,7 @@ from cdp.generate.delivery import Delivery, epoch_millis, json_delivery, local_t
 from cdp.generate.params import Params
 from cdp.generate.population import DAY, epoch, member_id_of
 from cdp.generate.purchases import shelf
-from cdp.generate.rand import Rng, digits, permute
+from cdp.generate.rand import Rng, constant_array, digits, permute
 
 MINI_PROGRAM = "wx8f3c2a61d7e04b59"  # the brand's mini-program (and its mall)
 OFFICIAL_ACCOUNT = "wx2b6e91c0a4d35f78"  # the brand's official account
@@ -126,7 +126,7 @@ def wechat_users(persons: DataFrame, params: Params) -> Delivery:
         F.col("unionid"),
         nickname.alias("nickname"),
         F.when(u("gender-missing") < n.missing_rate, 0).when(F.col("gender") == "M", 1).otherwise(2).alias("sex"),
-        F.get(F.array(*[F.lit(c) for _, c, _ in vocab.CITIES]), F.col("city_idx")).alias("city"),
+        F.get(constant_array([c for _, c, _ in vocab.CITIES]), F.col("city_idx")).alias("city"),
         mobile.alias("phone_number"),
         subscribe_time.cast("long").alias("subscribe_time"),
         (u("unsubscribed") >= 0.15).alias("subscribe"),

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from cdp.generate import vocab
 from cdp.generate.params import Params
-from cdp.generate.rand import Rng, digits, permute, pick
+from cdp.generate.rand import Rng, constant_map, digits, permute, pick
 
 DAY = 86400
 PERSONS_PER_PARTITION = 100_000
@@ -159,14 +159,7 @@ def persons(spark: SparkSession, params: Params) -> DataFrame:
             "react_at": F.col("churn_at") + F.col("react_at_"),
         }
     )
-    brands = F.create_map(
-        *[
-            x
-            for sub in vocab.CATEGORIES.values()
-            for l2, bs in sub.items()
-            for x in (F.lit(l2), F.array(*map(F.lit, bs)))
-        ]
-    )
+    brands = constant_map({l2: bs for sub in vocab.CATEGORIES.values() for l2, bs in sub.items()})
     shelf = F.element_at(brands, F.col("pref_l2"))
     df = df.withColumn("pref_brand", F.get(shelf, F.floor(u("pref-brand") * F.size(shelf)).cast("int")))
     return df.drop("_age", "_female", "react_at_")

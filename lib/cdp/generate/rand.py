@@ -7,8 +7,9 @@ cluster, and re-running a crashed generation reproduces it exactly.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import Column
@@ -56,7 +57,7 @@ class Rng:
 
 def pick(values: Sequence[Any], u: Column, *, weights: Sequence[float] | None = None) -> Column:
     """The value whose share of [0, 1) contains `u`."""
-    array = F.array(*[F.lit(v) for v in values])
+    array = constant_array(values)
     if weights is None:
         index = F.least(F.floor(u * len(values)).cast("int"), F.lit(len(values) - 1))
         return F.get(array, index)
@@ -72,6 +73,33 @@ def pick(values: Sequence[Any], u: Column, *, weights: Sequence[float] | None = 
     for i, bound in reversed(list(enumerate(bounds))):
         index = F.when(u < F.lit(bound), F.lit(i)).otherwise(index)
     return F.get(array, index)
+
+
+def constant_array(values: Sequence[Any]) -> Column:
+    """An array literal built in one expression (Spark folds it to a constant).
+
+    `F.array(*map(F.lit, values))` costs one driver round trip per element, which adds up to
+    seconds for word lists of hundreds of entries used in many columns.
+    """
+    return F.from_json(F.lit(json.dumps(list(values), ensure_ascii=False)), f"array<{_json_type(values)}>")
+
+
+def constant_map(mapping: Mapping[str, Any]) -> Column:
+    """A string-keyed map literal built in one expression (see `constant_array`)."""
+    value_type = _json_type(list(mapping.values()))
+    return F.from_json(F.lit(json.dumps(dict(mapping), ensure_ascii=False)), f"map<string,{value_type}>")
+
+
+def _json_type(values: Sequence[Any]) -> str:
+    if all(isinstance(v, str) for v in values):
+        return "string"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "bigint"
+    if all(isinstance(v, list | tuple) for v in values):
+        return f"array<{_json_type([x for v in values for x in v])}>"
+    raise TypeError(
+        f"constants hold strings, integers or lists of them, not {sorted({type(v).__name__ for v in values})}"
+    )
 
 
 def permute(x: Column, *, multiplier: int, offset: int, modulus: int) -> Column:

@@ -11,7 +11,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 
 from cdp.errors import LakeError
 
@@ -37,6 +38,9 @@ def write_lines(
     """
     if lines.columns != ["line"]:
         raise LakeError(f"landing {path}: expected one column `line`, got {lines.columns}")
+    # The count comes from the write itself (an observed metric), not from reading the files back.
+    written = Observation(f"landing {path}")
+    lines = lines.observe(written, F.count(F.lit(1)).alias("lines"))
     try:
         if header is None and encoding.lower() == "utf-8":
             lines.write.mode("overwrite").text(path)
@@ -57,14 +61,7 @@ def write_lines(
                 writer.csv(path)
     except Exception as e:
         raise LakeError(f"landing {path}: write failed: {e}") from e
-    return count_lines(spark, path, header=header is not None)
-
-
-def count_lines(spark: SparkSession, path: str, *, header: bool) -> int:
-    """Lines in the files of a landing folder, one header line per file excluded."""
-    df = spark.read.text(path).select("_metadata.file_path")
-    files, lines = df.selectExpr("count(DISTINCT file_path)", "count(*)").first()
-    return lines - (files if header else 0)
+    return int(written.get["lines"])
 
 
 @contextlib.contextmanager
