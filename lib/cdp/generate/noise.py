@@ -10,9 +10,63 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp.generate import vocab
+from cdp.generate.params import Noise
 from cdp.generate.rand import Rng, pick
 
 FULL_WIDTH = "０１２３４５６７８９"
+
+
+class RecordNoise:
+    """The damage one record takes: every draw keyed by the record, every rate from `Noise`."""
+
+    def __init__(self, rng: Rng, rates: Noise, *key: Column) -> None:
+        self.rng, self.rates, self.key = rng, rates, key
+
+    def u(self, purpose: str) -> Column:
+        return self.rng.uniform(purpose, *self.key)
+
+    def phone(self, mobile: Column) -> Column:
+        """Sometimes written a non-canonical way."""
+        return maybe(
+            self.u("mobile-variant") < self.rates.variant_rate, phone_variant(mobile, self.u("mobile-form")), mobile
+        )
+
+    def email(self, email: Column) -> Column:
+        return maybe(
+            self.u("email-variant") < self.rates.variant_rate, email_variant(email, self.u("email-form")), email
+        )
+
+    def name(self, name: Column) -> Column:
+        """Sometimes typed with one wrong character."""
+        return maybe(self.u("typo") < self.rates.typo_rate, typo(name, self.u("typo-pos"), self.u("typo-char")), name)
+
+    def missing(self, value: Column, field: str) -> Column:
+        """Sometimes left empty."""
+        return F.when(self.u(f"{field}-missing") < self.rates.missing_rate, None).otherwise(value)
+
+    def date_text(self, text: Column, year: Column, *, time: Column | None = None) -> Column:
+        """A date string, sometimes impossible (`time` is appended to the impossible date as it is)."""
+        bad = impossible_date(year, self.u("bad-date-form"))
+        return self._bad_date(text, bad if time is None else F.concat(bad, time))
+
+    def epoch(self, value: Column, *, per_second: int) -> Column:
+        """An epoch time, sometimes impossible: 0 (1970) or 2100-01-01."""
+        bad = F.when(self.u("bad-date-form") < 0.5, F.lit(0)).otherwise(F.lit(4_102_444_800 * per_second))
+        return self._bad_date(value, bad)
+
+    def amount(self, amount: Column) -> Column:
+        """Sometimes negative."""
+        return F.when(self.u("negative") < self.rates.negative_amount_rate, -amount).otherwise(amount)
+
+    def sku(self, sku: Column) -> Column:
+        """Sometimes a SKU the catalogue does not have."""
+        unknown = F.concat(
+            F.lit("X"), F.lpad(self.rng.integer(0, 99999, "unknown-sku-id", *self.key).cast("string"), 5, "0")
+        )
+        return F.when(self.u("unknown-sku") < self.rates.unknown_sku_rate, unknown).otherwise(sku)
+
+    def _bad_date(self, value: Column, bad: Column) -> Column:
+        return F.when(self.u("bad-date") < self.rates.bad_date_rate, bad).otherwise(value)
 
 
 def phone_variant(mobile: Column, u: Column) -> Column:
@@ -68,10 +122,6 @@ def impossible_date(year: Column, u: Column) -> Column:
         ],
         u,
     )
-
-
-def unknown_sku(rng: Rng, *key: Column) -> Column:
-    return F.concat(F.lit("X"), F.lpad(rng.integer(0, 99999, "unknown-sku", *key).cast("string"), 5, "0"))
 
 
 def damage(

@@ -23,9 +23,8 @@ def crm_members(persons: DataFrame, stores: DataFrame, params: Params) -> Delive
     )
     key = [pid, F.col("registration")]
     second = F.col("registration") == 1
-
-    def u(purpose: str) -> Column:
-        return rng.uniform(purpose, *key)
+    damage = noise.RecordNoise(rng, n, *key)
+    u = damage.u
 
     member_id = F.when(second, member_id_of(pid, 1)).otherwise(member_id_of(pid, 0))
     card = F.when(second, card_of(pid, 1)).otherwise(card_of(pid, 0))
@@ -47,30 +46,20 @@ def crm_members(persons: DataFrame, stores: DataFrame, params: Params) -> Delive
     # Placeholders: a clerk typing 13800000000, test@test.com or card 00000000 to get past the form.
     placeholder = u("placeholder") < n.placeholder_rate
     which = u("placeholder-kind")
-    mobile = noise.maybe(
-        u("mobile-variant") < n.variant_rate, noise.phone_variant(F.col("mobile"), u("mobile-form")), F.col("mobile")
-    )
+    mobile = damage.phone(F.col("mobile"))
     mobile = F.when(second & (u("second-mobile") < 0.5), None).otherwise(mobile)  # re-registered without the phone
     mobile = F.when(
         placeholder & (which < 0.5), rng.pick(vocab.PLACEHOLDER_MOBILES, "placeholder-mobile", *key)
     ).otherwise(mobile)
-    email = noise.maybe(
-        u("email-variant") < n.variant_rate, noise.email_variant(F.col("email"), u("email-form")), F.col("email")
-    )
-    email = F.when(u("email-missing") < n.missing_rate, None).otherwise(email)
+    email = damage.missing(damage.email(F.col("email")), "email")
     email = F.when(
         placeholder & (which >= 0.5) & (which < 0.8), rng.pick(vocab.PLACEHOLDER_EMAILS, "placeholder-email", *key)
     ).otherwise(email)
     card = F.when(placeholder & (which >= 0.8), F.lit(vocab.PLACEHOLDER_CARD)).otherwise(F.col("card_no"))
-    name = noise.maybe(u("typo") < n.typo_rate, noise.typo(F.col("name"), u("typo-pos"), u("typo-char")), F.col("name"))
-    birthday = F.date_format(F.col("birth_date"), "yyyy-MM-dd")
-    birthday = F.when(
-        u("bad-date") < n.bad_date_rate, noise.impossible_date(F.year("birth_date"), u("bad-date-form"))
-    ).otherwise(birthday)
-    birthday = F.when(u("birthday-missing") < n.missing_rate, None).otherwise(birthday)
-    gender = F.when(u("gender-missing") < n.missing_rate, None).otherwise(
-        F.when(F.col("gender") == "F", "女").otherwise("男")
-    )
+    name = damage.name(F.col("name"))
+    birthday = damage.date_text(F.date_format(F.col("birth_date"), "yyyy-MM-dd"), F.year("birth_date"))
+    birthday = damage.missing(birthday, "birthday")
+    gender = damage.missing(F.when(F.col("gender") == "F", "女").otherwise("男"), "gender")
     points = F.floor(F.pow(rng.uniform("points", *key), F.lit(3)) * 20000).cast("long")
     updated = F.col("reg_ts") + (u("updated") * (F.lit(_end(params)) - F.col("reg_ts"))).cast("long")
 
@@ -103,27 +92,20 @@ def pos_orders(orders: DataFrame, stores: DataFrame, params: Params) -> Delivery
         how="left",
     )
 
-    def u(purpose: str) -> Column:
-        return rng.uniform(purpose, okey)
-
+    damage = noise.RecordNoise(rng, n, okey)
+    u = damage.u
     pid = F.col("person_id")
     shows_card = F.col("is_member") & (u("shows-card") < 0.8)
     card = F.when(F.col("double_member") & (u("which-card") < 0.3), card_of(pid, 1)).otherwise(card_of(pid, 0))
     typed = u("typed")
-    customer_mobile = noise.maybe(
-        u("mobile-variant") < n.variant_rate, noise.phone_variant(F.col("mobile"), u("mobile-form")), F.col("mobile")
-    )
     mobile = (
         F.when(shows_card, None)
-        .when(typed < n.typed_mobile_rate, customer_mobile)
+        .when(typed < n.typed_mobile_rate, damage.phone(F.col("mobile")))
         .when(typed < n.typed_mobile_rate + n.store_phone_rate, F.col("store_phone"))
     )
-    paid = F.when(u("negative") < n.negative_amount_rate, -F.col("paid")).otherwise(F.col("paid"))
-    when = local_time(F.col("ts"), "yyyy-MM-dd HH:mm:ss")
-    bad = F.concat(
-        noise.impossible_date(year_of(F.col("ts")), u("bad-date-form")), local_time(F.col("ts"), " HH:mm:ss")
+    when = damage.date_text(
+        local_time(F.col("ts"), "yyyy-MM-dd HH:mm:ss"), year_of(F.col("ts")), time=local_time(F.col("ts"), " HH:mm:ss")
     )
-    when = F.when(u("bad-date") < n.bad_date_rate, bad).otherwise(when)
     columns = [
         ("order_no", _pos_order_no(okey)),
         ("store_code", F.col("store_id")),
@@ -132,7 +114,7 @@ def pos_orders(orders: DataFrame, stores: DataFrame, params: Params) -> Delivery
         ("order_time", when),
         ("total_amount", F.col("total")),
         ("discount_amount", F.col("discount")),
-        ("paid_amount", paid),
+        ("paid_amount", damage.amount(F.col("paid"))),
         ("payment_method", rng.pick(vocab.PAYMENTS, "payment", okey, weights=vocab.PAYMENT_WEIGHTS)),
         (
             "cashier",
@@ -145,16 +127,12 @@ def pos_orders(orders: DataFrame, stores: DataFrame, params: Params) -> Delivery
 
 def pos_order_items(orders: DataFrame, lines: DataFrame, params: Params) -> Delivery:
     """Receipt lines; some name a SKU the catalogue does not have."""
-    rng, n = Rng(params.seed), params.noise
     pos = lines.join(orders.where(F.col("channel") == "pos").select("order_key"), on="order_key", how="left_semi")
-    key = [F.col("order_key"), F.col("line_no")]
-    sku = F.when(rng.chance(n.unknown_sku_rate, "unknown-sku", *key), noise.unknown_sku(rng, *key)).otherwise(
-        F.col("sku")
-    )
+    damage = noise.RecordNoise(Rng(params.seed), params.noise, F.col("order_key"), F.col("line_no"))
     columns = [
         ("order_no", _pos_order_no(F.col("order_key"))),
         ("line_no", F.col("line_no")),
-        ("sku", sku),
+        ("sku", damage.sku(F.col("sku"))),
         ("qty", F.col("qty")),
         ("unit_price", F.col("unit_price")),
         ("amount", F.col("amount")),

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from cdp.generate import noise, vocab
 from cdp.generate.catalogue import Catalogue
 from cdp.generate.delivery import Delivery, epoch_millis, json_delivery, local_time, year_of
-from cdp.generate.params import Params
+from cdp.generate.params import Noise, Params
 from cdp.generate.population import DAY, epoch, member_id_of
 from cdp.generate.purchases import shelf
 from cdp.generate.rand import Rng, constant_array, digits, permute
@@ -27,18 +27,14 @@ def ecom_orders(orders: DataFrame, params: Params) -> Delivery:
     rng, n = Rng(params.seed), params.noise
     okey, pid = F.col("order_key"), F.col("person_id")
     ecom = orders.where(F.col("channel") == "ecom")
-
-    def u(purpose: str) -> Column:
-        return rng.uniform(purpose, okey)
+    damage = noise.RecordNoise(rng, n, okey)
 
     platform = F.col("platform")
     masked = platform.isin(*vocab.MASKED_PLATFORMS)
     mobile = F.col("mobile")
-    shown = noise.maybe(u("mobile-variant") < n.variant_rate, noise.phone_variant(mobile, u("mobile-form")), mobile)
     receiver_mobile = F.when(
         masked, F.concat(F.substring(mobile, 1, 3), F.lit("****"), F.substring(mobile, 8, 4))
-    ).otherwise(shown)
-    name = noise.maybe(u("typo") < n.typo_rate, noise.typo(F.col("name"), u("typo-pos"), u("typo-char")), F.col("name"))
+    ).otherwise(damage.phone(mobile))
     city = F.get(
         F.array(
             *[
@@ -59,13 +55,11 @@ def ecom_orders(orders: DataFrame, params: Params) -> Delivery:
             F.lit("号"),
         ).alias("detail"),
     )
-    address = F.when(u("address-missing") < n.missing_rate, None).otherwise(address)
-    created = local_time(F.col("ts"), "yyyy-MM-dd'T'HH:mm:ss'+08:00'")
-    bad = F.concat(
-        noise.impossible_date(year_of(F.col("ts")), u("bad-date-form")), local_time(F.col("ts"), "'T'HH:mm:ss'+08:00'")
+    created = damage.date_text(
+        local_time(F.col("ts"), "yyyy-MM-dd'T'HH:mm:ss'+08:00'"),
+        year_of(F.col("ts")),
+        time=local_time(F.col("ts"), "'T'HH:mm:ss'+08:00'"),
     )
-    created = F.when(u("bad-date") < n.bad_date_rate, bad).otherwise(created)
-    paid = F.when(u("negative") < n.negative_amount_rate, -F.col("paid")).otherwise(F.col("paid"))
     order_id = _ecom_order_id(platform, okey)
     fields = [
         order_id.alias("order_id"),
@@ -75,18 +69,18 @@ def ecom_orders(orders: DataFrame, params: Params) -> Delivery:
             platform != "mall",
             F.concat(rng.pick(vocab.NICK_WORDS, "nick", pid, platform), rng.hex(6, "nick", pid, platform)),
         ).alias("buyer_nick"),
-        name.alias("receiver_name"),
+        damage.name(F.col("name")).alias("receiver_name"),
         receiver_mobile.alias("receiver_mobile"),
-        address.alias("receiver_address"),
+        damage.missing(address, "address").alias("receiver_address"),
         created.alias("created_at"),
         local_time(F.col("ts") + rng.integer(5, 900, "pay-delay", okey), "yyyy-MM-dd'T'HH:mm:ss'+08:00'").alias(
             "pay_time"
         ),
         F.col("total").cast("string").alias("total_amount"),
         F.col("discount").cast("string").alias("discount_amount"),
-        paid.cast("string").alias("paid_amount"),
+        damage.amount(F.col("paid")).cast("string").alias("paid_amount"),
         F.lit("TRADE_FINISHED").alias("status"),
-        F.transform("items", lambda i: _item(rng, n.unknown_sku_rate, okey, i)).alias("items"),
+        F.transform("items", lambda i: _item(rng, n, okey, i)).alias("items"),
     ]
     truth = ecom.select(order_id.alias("record_id"), pid)
     return json_delivery("ecom_orders", ecom, fields, params, truth=truth)
@@ -103,10 +97,8 @@ def wechat_users(persons: DataFrame, params: Params) -> Delivery:
         F.array(F.when(in_mp, F.lit(MINI_PROGRAM)), F.when(in_oa, F.lit(OFFICIAL_ACCOUNT))), lambda a: a.isNotNull()
     )
     users = users.withColumn("appid", F.explode(apps))
-    key = [pid, F.col("appid")]
-
-    def u(purpose: str) -> Column:
-        return rng.uniform(purpose, *key)
+    damage = noise.RecordNoise(rng, n, pid, F.col("appid"))
+    u = damage.u
 
     openid = F.when(F.col("appid") == MINI_PROGRAM, openid_of(rng, MINI_PROGRAM, pid)).otherwise(
         openid_of(rng, OFFICIAL_ACCOUNT, pid)
@@ -115,17 +107,14 @@ def wechat_users(persons: DataFrame, params: Params) -> Delivery:
     mobile = F.when((F.col("appid") == MINI_PROGRAM) & (u("authorised-phone") < 0.4), F.col("mobile"))
     subscribed = F.col("registered_at") - (u("subscribe") * 365 * DAY).cast("long")
     subscribed = F.least(subscribed, F.lit(epoch(params.end) - DAY))
-    bad = u("bad-date") < n.bad_date_rate
-    subscribe_time = F.when(bad, F.when(u("bad-date-form") < 0.5, F.lit(-1)).otherwise(F.lit(4_102_444_800))).otherwise(
-        epoch_millis(subscribed) / 1000
-    )
+    subscribe_time = damage.epoch((epoch_millis(subscribed) / 1000).cast("long"), per_second=1)
     nickname = F.concat(rng.pick(vocab.NICK_WORDS, "nickname", pid), rng.pick(vocab.NICK_TAILS, "nick-tail", pid))
     fields = [
         openid.alias("openid"),
         F.col("appid"),
         F.col("unionid"),
         nickname.alias("nickname"),
-        F.when(u("gender-missing") < n.missing_rate, 0).when(F.col("gender") == "M", 1).otherwise(2).alias("sex"),
+        F.coalesce(damage.missing(F.when(F.col("gender") == "M", 1).otherwise(2), "gender"), F.lit(0)).alias("sex"),
         F.get(constant_array([c for _, c, _ in vocab.CITIES]), F.col("city_idx")).alias("city"),
         mobile.alias("phone_number"),
         subscribe_time.cast("long").alias("subscribe_time"),
@@ -147,32 +136,26 @@ def app_events(spark: SparkSession, persons: DataFrame, params: Params, catalogu
     )
     events = users.withColumn("seq", F.explode(F.sequence(F.lit(1), count)))
     key = [pid, F.col("seq")]
-
-    def u(purpose: str) -> Column:
-        return rng.uniform(purpose, *key)
+    damage = noise.RecordNoise(rng, n, *key)
+    u = damage.u
 
     # A recycled device's new owner uses it in the second half of the window only.
     from_ts = F.when(F.col("recycled"), F.lit((start + end) // 2)).otherwise(F.lit(start))
     events = events.withColumn("ts", from_ts + (u("event-time") * (F.lit(end) - from_ts)).cast("long"))
     events = events.withColumn("_shelf", shelf(rng, *key, ts=F.col("ts"))).withColumn("_u", u("event-sku"))
     events = catalogue.pick(spark, events, shelf="_shelf", u="_u")
-    sku = F.when(u("unknown-sku") < n.unknown_sku_rate, noise.unknown_sku(rng, *key)).otherwise(F.col("sku"))
     user_id = F.when(F.col("is_member"), member_id_of(pid, 0)).otherwise(
         F.concat(F.lit("U"), digits(permute(pid, multiplier=129_140_163, offset=161_803_398, modulus=10**9), 9))
     )
     logged_in = rng.chance(0.6, "has-login", pid) & (u("logged-in") < 0.7)
-    millis = epoch_millis(F.col("ts")) + rng.integer(0, 999, "millis", *key)
-    bad = u("bad-date") < n.bad_date_rate
-    millis = F.when(bad, F.when(u("bad-date-form") < 0.5, F.lit(0)).otherwise(F.lit(4_102_444_800_000))).otherwise(
-        millis
-    )
+    millis = damage.epoch(epoch_millis(F.col("ts")) + rng.integer(0, 999, "millis", *key), per_second=1000)
     event_id = _uuid(rng.hex(32, "event-id", *key))
     fields = [
         event_id.alias("event_id"),
         F.col("device_id"),
         F.when(logged_in, user_id).alias("user_id"),
         rng.pick(vocab.APP_EVENTS, "event", *key, weights=vocab.APP_EVENT_WEIGHTS).alias("event"),
-        sku.alias("sku"),
+        damage.sku(F.col("sku")).alias("sku"),
         millis.cast("long").alias("ts"),
         F.col("os"),
         rng.pick(["5.2.0", "5.3.1", "5.4.0", "6.0.2"], "app-version", pid).alias("app_version"),
@@ -181,13 +164,12 @@ def app_events(spark: SparkSession, persons: DataFrame, params: Params, catalogu
     return json_delivery("app_events", events, fields, params, truth=truth)
 
 
-def _item(rng: Rng, unknown_rate: float, order_key: Column, item: Column) -> Column:
+def _item(rng: Rng, rates: Noise, order_key: Column, item: Column) -> Column:
     """An order line as the platform reports it; some name a SKU the catalogue does not have."""
-    key = [order_key, item["line_no"]]
-    sku = F.when(rng.chance(unknown_rate, "unknown-sku", *key), noise.unknown_sku(rng, *key)).otherwise(item["sku"])
+    damage = noise.RecordNoise(rng, rates, order_key, item["line_no"])
     return F.struct(
         item["line_no"].alias("line_no"),
-        sku.alias("sku"),
+        damage.sku(item["sku"]).alias("sku"),
         item["qty"].alias("qty"),
         item["price"].cast("string").alias("price"),
     )
