@@ -1,0 +1,1 @@
+"""Cleansing: landing files to clean (silver) Delta tables, checked, with quarantine."""
