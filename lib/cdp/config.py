@@ -8,6 +8,8 @@ is replaced). `${VAR}` is replaced by the environment variable VAR (an error whe
 
 from __future__ import annotations
 
+import datetime as dt
+
 import os
 import re
 from collections.abc import Mapping
@@ -65,11 +67,23 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class CleansingConfig(_Section):
+    # Values that are typed to get past a form; they identify nobody. Compared after standardising.
+    placeholder_mobiles: tuple[str, ...] = ()
+    placeholder_emails: tuple[str, ...] = ()
+    placeholder_ids: tuple[str, ...] = ()
+    # Event times before this date are implausible (quarantined); after the run date, too.
+    earliest_event: dt.date = dt.date(2000, 1, 1)
+    # Share of a batch's rows that may be quarantined before the batch fails as a whole.
+    max_quarantine_share: float = Field(default=0.2, ge=0, le=1)
+
+
 class Config(_Section):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    cleansing: CleansingConfig = Field(default_factory=CleansingConfig)
 
 
 def _conf_value(value: Any) -> str:

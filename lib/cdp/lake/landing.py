@@ -28,6 +28,22 @@ def landing_path(root: str, source: str, batch: str) -> str:
     return f"{root.rstrip('/')}/landing/{source}/{batch}"
 
 
+def complete_batches(spark: SparkSession, root: str, source: str) -> list[str]:
+    """Batches of a source (folders holding data files), in name order.
+
+    Spark lists files only (the content is never read). A producer must place a batch folder
+    complete, as Spark's own writer does: files appear in it only when the write commits.
+    """
+    pattern = f"{root.rstrip('/')}/landing/{source}/*"
+    try:
+        files = spark.read.format("binaryFile").load(pattern).select("path").collect()
+    except Exception as e:
+        if "PATH_NOT_FOUND" in str(e) or "does not exist" in str(e):
+            return []
+        raise LakeError(f"landing {source}: cannot list batches: {e}") from e
+    return sorted({r.path.rstrip("/").split("/")[-2] for r in files})
+
+
 def write_lines(
     spark: SparkSession, lines: DataFrame, path: str, *, header: str | None = None, encoding: str = "UTF-8"
 ) -> int:
@@ -57,7 +73,7 @@ def write_lines(
                 .option("escape", "\u0000")
                 .option("emptyValue", "")
             )
-            with _charset_allowed(spark, encoding):
+            with charset_allowed(spark, encoding):
                 writer.csv(path)
     except Exception as e:
         raise LakeError(f"landing {path}: write failed: {e}") from e
@@ -65,7 +81,8 @@ def write_lines(
 
 
 @contextlib.contextmanager
-def _charset_allowed(spark: SparkSession, encoding: str) -> Iterator[None]:
+def charset_allowed(spark: SparkSession, encoding: str) -> Iterator[None]:
+    """Let Spark read or write CSV/text in `encoding` (e.g. GBK) while the block runs."""
     if encoding.lower() in _SPARK_CHARSETS:
         yield
         return
