@@ -68,7 +68,10 @@ def test_pos_orders_standardised_quarantined_and_deduplicated(spark: SparkSessio
 
 
 def test_gbk_crm_file_with_chinese_headers_and_a_truncated_tail(spark: SparkSession, tmp_path: Path) -> None:
-    good = "M1,6001,张三,女,1990-05-17,１３８００１３８０００,LILY@QQ.COM,S0001,2024/3/5 9:07,普通会员,10,,2024-03-05 09:07:00"
+    good = (
+        "M1,6001,张三,女,1990-05-17,１３８００１３８０００,LILY@QQ.COM,S0001,2024/3/5 9:07,普通会员,10,,"
+        "2024-03-05 09:07:00"
+    )
     body = "\n".join([CRM_HEADER, good, "M2,6002,李四,男,1990-13-01,13900139000,,S0001,2024/3/5 9:07,普通会员,5,,"])
     data = body.encode("gbk")
     truncated = data + "\nM3,6003,王".encode("gbk")[:-1]  # the last character cut in half
@@ -112,7 +115,9 @@ def test_ten_times_the_columns_is_reported_drift_and_parsed_by_name(spark: Spark
     extra = [f"extra_{i}" for i in range(90)]
     header = ",".join(extra[:45] + POS_HEADER.split(",") + extra[45:])
     row = ",".join(
-        ["x"] * 45 + ["P1", "S0001", "", "13800138000", "2025-03-04 12:33:10", "1.00", "0.00", "1.00", "现金", "S1"] + ["y"] * 45
+        ["x"] * 45
+        + ["P1", "S0001", "", "13800138000", "2025-03-04 12:33:10", "1.00", "0.00", "1.00", "现金", "S1"]
+        + ["y"] * 45
     )
     parsed, silver, _, _ = run(spark, "pos_orders", batch(tmp_path, {"part-0.csv": f"{header}\n{row}".encode()}))
     assert parsed.drift == sorted(extra)
