@@ -32,7 +32,12 @@ def test_run_records_each_attempt(tmp_path: Path, spark: SparkSession) -> None:
     root = tmp_path / "lake"
     assert main(["run", "maintain", "--lake", str(root), "--run-id", "r1"]) == 0
     assert main(["run", "pipeline", "--lake", str(root), "--run-id", "r1"]) == 0
-    assert job_runs(spark, root) == [("maintain", "r1", "succeeded"), ("maintain", "r1", "succeeded")]
+    # The pipeline runs every job, cleanse included (nothing to cleanse in an empty lake).
+    assert job_runs(spark, root) == [
+        ("cleanse", "r1", "succeeded"),
+        ("maintain", "r1", "succeeded"),
+        ("maintain", "r1", "succeeded"),
+    ]
     assert (tmp_path / "logs" / "maintain-r1.log").is_file()
     assert (tmp_path / "logs" / "pipeline-r1.log").is_file()
 

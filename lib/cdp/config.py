@@ -9,7 +9,6 @@ is replaced). `${VAR}` is replaced by the environment variable VAR (an error whe
 from __future__ import annotations
 
 import datetime as dt
-
 import os
 import re
 from collections.abc import Mapping

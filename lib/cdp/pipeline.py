@@ -8,6 +8,7 @@ from cdp.runtime import Job
 
 # name -> module defining JOB; order is pipeline order.
 JOBS: dict[str, str] = {
+    "cleanse": "cdp.cleansing.job",
     "maintain": "cdp.ops.maintain",
 }
 

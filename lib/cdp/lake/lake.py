@@ -73,6 +73,18 @@ class Lake:
         self._writes: Counter[str] = Counter()
         self.results: list[WriteResult] = []
 
+    def scoped(self, unit: str) -> Lake:
+        """A handle whose writes are keyed `cdp/<job>/<unit>/<run id>`, for work a re-run may skip.
+
+        The idempotency key counts a run's writes to a table in order. A job that skips units of
+        work already done (the batches an incremental job has processed) writes in a different
+        order when re-run; keying each unit's writes separately keeps the count right. Results
+        are shared with this handle.
+        """
+        child = Lake(self.spark, self.root, engine=self.engine, job=f"{self.job}/{unit}", run_id=self.run_id)
+        child.results = self.results
+        return child
+
     @classmethod
     def from_config(cls, spark: SparkSession, cfg: Config, *, job: str, run_id: str) -> Lake:
         return cls(spark, cfg.lake.root, engine=make_engine(spark, cfg.lake.engine), job=job, run_id=run_id)

@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites applied to silver tables, critical failures as errors."""
