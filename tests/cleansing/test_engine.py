@@ -140,3 +140,12 @@ def test_binary_garbage_lines_in_json_are_quarantined(spark: SparkSession, tmp_p
     )
     # \r inside the garbage splits it into more lines; each one is quarantined, none lost.
     assert len(silver) == 1 and {q.rule for q in quarantine} == {"malformed"} and parsed.lines == 1 + len(quarantine)
+
+
+def test_json_without_a_required_field_names_the_file_and_field(spark: SparkSession, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"event_id": f"E{i}", "event": "view", "sku": "100001", "ts": "1741062790123"}) for i in range(3)
+    ]
+    path = batch(tmp_path, {"part-3.json": "\n".join(lines).encode()})
+    with pytest.raises(DataQualityError, match=r"part-3\.json: required field device_id missing from every record"):
+        run(spark, "app_events", path)

@@ -208,8 +208,27 @@ def split(
         F.lit(batch).alias("batch"),
     ).localCheckpoint()
     parsed_rows = std.count()
+    if source.format == "json":
+        _require_json_fields(std, source, batch)
     clean_rows = std.where(F.col("_reject").isNull()).count()
     return Split(silver=silver, quarantine=quarantine, parsed=parsed_rows, duplicates=clean_rows - silver.count())
+
+
+def _require_json_fields(std: DataFrame, source: Source, batch: str) -> None:
+    """JSON has no header: a required field that no parsed record carries means the export changed."""
+    parsed = std.where(F.col("_corrupt").isNull())
+    counts = parsed.select(
+        F.count(F.lit(1)).alias("_rows"), *[F.count(raw(c)).alias(c) for c in source.required]
+    ).first()
+    if counts is None or counts["_rows"] == 0:
+        return
+    missing = [c for c in source.required if counts[c] == 0]
+    if missing:
+        files = sorted({r._file for r in parsed.select("_file").distinct().limit(3).collect()})
+        raise DataQualityError(
+            f"{', '.join(files)}: required field {', '.join(missing)} missing from every record of source "
+            f"{source.name} batch {batch}"
+        )
 
 
 def _key_from_line(source: Source, first: str) -> Column:
