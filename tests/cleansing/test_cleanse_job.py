@@ -104,3 +104,44 @@ def test_a_crash_then_a_rerun_gives_the_tables_of_a_clean_run(spark: SparkSessio
     # The file column names each lake's own copy of the landing files; everything else is equal.
     same = ["source", "batch", "record_key", "rule", "reason", "raw"]
     assertDataFrameEqual(crashed.read("quality.quarantine").select(same), clean.read("quality.quarantine").select(same))
+
+
+CRM_HEADER = "会员编号,会员卡号,姓名,性别,生日,手机号,邮箱,注册门店,注册时间,会员等级,积分,微信UnionID,更新时间"
+
+
+def _crm_batch(root: Path, batch: str, rows: list[str]) -> None:
+    folder = root / "landing" / "crm_members" / batch
+    folder.mkdir(parents=True)
+    (folder / "part-00000.csv").write_bytes("\n".join([CRM_HEADER, *rows]).encode("gbk"))
+
+
+def test_a_record_delivered_again_in_a_later_batch_keeps_only_the_latest(
+    spark: SparkSession, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    row = "{id},600{n},张三,女,1990-05-17,1380013800{n},,S0001,2024/3/5 9:07,{level},{points},,2024-03-0{n} 09:07:00"
+    _crm_batch(
+        tmp_path,
+        "b1",
+        [row.format(id="M1", n=1, level="普通会员", points=1), row.format(id="M2", n=2, level="普通会员", points=2)],
+    )
+    assert cleanse_main(["--lake", str(tmp_path), "--run-id", "r1"]) == 0
+    _crm_batch(
+        tmp_path,
+        "b2",
+        [row.format(id="M1", n=3, level="金卡会员", points=99), row.format(id="M3", n=4, level="普通会员", points=4)],
+    )
+    assert cleanse_main(["--lake", str(tmp_path), "--run-id", "r2"]) == 0
+    lake = Lake(spark, str(tmp_path))
+    members = {r.member_id: (r.batch, r.level, r.points) for r in lake.read("silver.crm_members").collect()}
+    assert members == {"M1": ("b2", "金卡会员", 99), "M2": ("b1", "普通会员", 2), "M3": ("b2", "普通会员", 4)}
+    batches = {r.batch: r for r in lake.read("quality.batches").where("source = 'crm_members'").collect()}
+    assert batches["b2"].superseded == 1 and batches["b1"].superseded == 0
+    # Across batches, every line is current silver, quarantined, a duplicate, or superseded later.
+    total = {
+        f: sum(getattr(b, f) for b in batches.values()) for f in ("lines", "quarantined", "duplicates", "superseded")
+    }
+    assert total["lines"] == len(members) + total["quarantined"] + total["duplicates"] + total["superseded"]
+    versions = {name: lake.info(name).version for name in lake.tables() if not name.startswith("ops.")}
+    assert cleanse_main(["--lake", str(tmp_path), "--run-id", "r2"]) == 0
+    assert {name: lake.info(name).version for name in lake.tables() if not name.startswith("ops.")} == versions

@@ -34,7 +34,8 @@ def run(spark: SparkSession, source_name: str, path: str, skus=("100001",)):
     source = SOURCES[source_name]
     with charset_allowed(spark, source.encoding):
         parsed = engine.read_batch(spark, source, path)
-        result = engine.split(parsed, source, RULES, batch="b1", run_id="r1", known_skus=skus)
+        catalogue = spark.createDataFrame([(s,) for s in skus], "sku string")
+        result = engine.split(parsed, source, RULES, batch="b1", run_id="r1", known_skus=catalogue)
         silver = result.silver.collect()
         quarantine = result.quarantine.collect()
     # Nothing lost: every data line is in silver, in quarantine, or a removed duplicate.

@@ -17,11 +17,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType, TimestampType
 
+from cdp import schemas
 from cdp.cleansing import engine
 from cdp.cleansing.sources import SOURCES, Rules, Source
 from cdp.errors import CdpError
+from cdp.lake import Lake
 from cdp.lake.landing import charset_allowed, complete_batches, landing_path
 from cdp.quality import validation
 from cdp.runtime import Job, JobContext, job_main, stage
@@ -40,6 +44,7 @@ BATCHES_SCHEMA = StructType(
         StructField("silver_rows", LongType()),
         StructField("quarantined", LongType()),
         StructField("duplicates", LongType()),
+        StructField("superseded", LongType()),  # rows of earlier batches this batch re-delivered
         StructField("drift", ArrayType(StringType())),
         StructField("processed_at", TimestampType()),
     ]
@@ -72,7 +77,7 @@ def cleanse_batch(ctx: JobContext, source: Source, batch: str, rules: Rules) -> 
         logger.warning(
             "%s/%s: columns not declared for the source, not loaded: %s", source.name, batch, ", ".join(parsed.drift)
         )
-    skus = _known_skus(ctx) if source.needs_products else ()
+    skus = _known_skus(ctx) if source.needs_products else None
     result = engine.split(parsed, source, rules, batch=batch, run_id=ctx.run_id, known_skus=skus)
     report = validation.validate(result.silver, f"silver.{source.name}", run_id=ctx.run_id, docs_dir=_docs_dir(ctx))
     rows = validation.report_rows(report, table=f"silver.{source.name}")
@@ -88,6 +93,7 @@ def cleanse_batch(ctx: JobContext, source: Source, batch: str, rules: Rules) -> 
     validation.raise_on_critical(report)
 
     lake.replace_partitions(f"silver.{source.name}", result.silver, partition_by=["batch"])
+    superseded = _supersede(ctx, lake, source, batch, result.silver)
     part = [{"source": source.name, "batch": batch}]
     lake.replace_partitions(QUARANTINE, result.quarantine, partition_by=["source", "batch"], partitions=part)
     # Counted from the data (both are checkpointed), not from the writes: a re-run of a crashed run
@@ -104,10 +110,37 @@ def cleanse_batch(ctx: JobContext, source: Source, batch: str, rules: Rules) -> 
     if share > ctx.cfg.cleansing.max_quarantine_share:
         logger.warning("%s/%s: %.1f%% of the lines quarantined", source.name, batch, 100 * share)
     record = (
-        source.name, batch, ctx.run_id, parsed.lines, silver_rows, quarantined, result.duplicates, parsed.drift,
-        dt.datetime.now(dt.UTC),
+        source.name, batch, ctx.run_id, parsed.lines, silver_rows, quarantined, result.duplicates, superseded,
+        parsed.drift, dt.datetime.now(dt.UTC),
     )  # fmt: skip
     lake.replace_partitions(BATCHES, spark.createDataFrame([record], BATCHES_SCHEMA), partition_by=["source", "batch"])
+
+
+def _supersede(ctx: JobContext, lake: Lake, source: Source, batch: str, silver: DataFrame) -> int:
+    """Remove from earlier batches' partitions the records this batch delivers again; return how many.
+
+    The latest delivery of a record is the one kept. This write comes after the batch's own silver
+    write and only when there is something to remove, so a re-run after a crash makes the same
+    sequence of writes. The count is derived from what the earlier batches recorded and what their
+    partitions hold now, so it is the same on a re-run that finds nothing left to remove.
+    """
+    table, key = f"silver.{source.name}", schemas.RECORD_KEY[source.name]
+    older = lake.read(table).where(F.col("batch") < batch)
+    keys = silver.select(*key)
+    affected = [r.batch for r in older.join(keys, on=key, how="left_semi").select("batch").distinct().collect()]
+    if affected:
+        kept = older.where(F.col("batch").isin(*affected)).join(keys, on=key, how="left_anti")
+        lake.replace_partitions(table, kept, partition_by=["batch"], partitions=[{"batch": b} for b in affected])
+    if not lake.exists(BATCHES):
+        return 0
+    recorded = (
+        lake.read(BATCHES)
+        .where((F.col("source") == source.name) & (F.col("batch") < batch))
+        .agg(F.sum("silver_rows").alias("rows"), F.sum(F.coalesce("superseded", F.lit(0))).alias("removed"))
+        .first()
+    )
+    before = (recorded["rows"] or 0) - (recorded["removed"] or 0)
+    return before - lake.read(table).where(F.col("batch") < batch).count()
 
 
 def _docs_dir(ctx: JobContext) -> str | None:
@@ -121,10 +154,11 @@ def _processed(ctx: JobContext) -> set[tuple[str, str]]:
     return {(r.source, r.batch) for r in ctx.lake.read(BATCHES).select("source", "batch").collect()}
 
 
-def _known_skus(ctx: JobContext) -> list[str]:
+def _known_skus(ctx: JobContext) -> DataFrame | None:
+    """The catalogue's SKUs (`silver.products`), or None before any product batch was cleansed."""
     if not ctx.lake.exists("silver.products"):
-        return []
-    return [r.sku for r in ctx.lake.read("silver.products").select("sku").distinct().collect() if r.sku]
+        return None
+    return ctx.lake.read("silver.products").select("sku")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
