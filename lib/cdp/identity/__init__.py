@@ -1,0 +1,1 @@
+"""Identity resolution: identifier edges, hygiene, connected components, stable one_id."""
