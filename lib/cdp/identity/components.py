@@ -147,10 +147,20 @@ def _label(nodes: DataFrame, labelled: DataFrame) -> DataFrame:
 def _graphframes(edges: DataFrame) -> DataFrame:
     """GraphFrames' connected components, relabelled with each component's smallest node id."""
     from graphframes import GraphFrame
+    from pyspark import StorageLevel
 
     vertices = edges.select(F.col("src").alias("id")).union(edges.select(F.col("dst").alias("id"))).distinct()
+    # Every argument explicit: defaults have changed between GraphFrames releases. "two_phase" is the
+    # algorithm "graphframes" aliases; -1 leaves skewed joins to AQE, as its documentation advises;
+    # local checkpoints need no checkpoint directory.
     result = GraphFrame(vertices, edges).connectedComponents(
-        algorithm="graphframes", checkpointInterval=2, broadcastThreshold=1_000_000
+        algorithm="two_phase",
+        checkpointInterval=2,
+        broadcastThreshold=-1,
+        useLabelsAsComponents=False,
+        use_local_checkpoints=True,
+        max_iter=MAX_ITERATIONS * 10,
+        storage_level=StorageLevel.MEMORY_AND_DISK_DESER,
     )
     smallest = result.groupBy("component").agg(F.min("id").alias("smallest"))
     return result.join(smallest, on="component").select(F.col("id").alias("node"), F.col("smallest").alias("component"))
