@@ -129,15 +129,20 @@ def _on_driver(edges: DataFrame) -> DataFrame:
     pdf = _with_arrow(spark, edges.toPandas)
     if pdf.empty:
         return spark.createDataFrame([], "node long, component long")
-    m = len(pdf)
-    ids, index = np.unique(np.concatenate([pdf["src"].to_numpy(), pdf["dst"].to_numpy()]), return_inverse=True)
-    n = len(ids)
-    graph = coo_matrix((np.ones(m, dtype=np.int8), (index[:m], index[m:])), shape=(n, n))
+    nodes, components = in_memory(pdf["src"].to_numpy(), pdf["dst"].to_numpy())
+    result = pd.DataFrame({"node": nodes, "component": components})
+    return _with_arrow(spark, lambda: spark.createDataFrame(result, "node long, component long"))
+
+
+def in_memory(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Components of an edge list held in memory, with scipy: (nodes, smallest node of each one's component)."""
+    m = len(src)
+    ids, index = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    graph = coo_matrix((np.ones(m, dtype=np.int8), (index[:m], index[m:])), shape=(len(ids), len(ids)))
     _, labels = scipy_components(graph, directed=False)
     smallest = np.full(labels.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(smallest, labels, ids)
-    result = pd.DataFrame({"node": ids, "component": smallest[labels]})
-    return _with_arrow(spark, lambda: spark.createDataFrame(result, "node long, component long"))
+    return ids, smallest[labels]
 
 
 def _with_arrow(spark, action):
