@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pyspark.sql import functions as F
 
 from cdp import schemas
 from cdp.cleansing.sources import Rules, Source, raw
+from cdp.columns import constant_map
 from cdp.errors import CdpError, DataQualityError
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def split(
     payload = F.coalesce(F.col("_corrupt"), F.to_json(F.struct(*[raw(c) for c in source.raw_fields])))
     record_key = F.coalesce(F.concat_ws("|", *[F.col(f"_s_{k}").cast("string") for k in key]), F.lit(""))
     record_key = F.when(record_key != "", record_key).otherwise(_key_from_line(source, first))
-    reasons = F.from_json(F.lit(json.dumps(REASONS)), "map<string,string>")
+    reasons = constant_map(REASONS)
     quarantine = std.where(F.col("_reject").isNotNull()).select(
         F.lit(source.name).alias("source"),
         F.lit(batch).alias("batch"),

@@ -16,8 +16,8 @@ from decimal import Decimal
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp.columns import constant_map
 from cdp.generate import vocab
-from cdp.generate.rand import constant_map
 
 PRODUCT_COLUMNS = ["sku", "name", "category_l1", "category_l2", "brand", "price", "baby_stage", "launched"]
 

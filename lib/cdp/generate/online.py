@@ -5,13 +5,14 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from cdp.columns import constant_array
 from cdp.generate import noise, vocab
 from cdp.generate.catalogue import Catalogue
 from cdp.generate.delivery import Delivery, epoch_millis, json_delivery, local_time, year_of
 from cdp.generate.params import Noise, Params
 from cdp.generate.population import DAY, epoch, member_id_of
 from cdp.generate.purchases import shelf
-from cdp.generate.rand import Rng, constant_array, digits, permute
+from cdp.generate.rand import Rng, digits, permute
 
 MINI_PROGRAM = "wx8f3c2a61d7e04b59"  # the brand's mini-program (and its mall)
 OFFICIAL_ACCOUNT = "wx2b6e91c0a4d35f78"  # the brand's official account

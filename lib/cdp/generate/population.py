@@ -11,9 +11,10 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp.columns import constant_map
 from cdp.generate import vocab
 from cdp.generate.params import Params
-from cdp.generate.rand import Rng, constant_map, digits, permute, pick
+from cdp.generate.rand import Rng, digits, permute, pick
 
 DAY = 86400
 PERSONS_PER_PARTITION = 100_000

@@ -7,13 +7,14 @@ cluster, and re-running a crashed generation reproduces it exactly.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+
+from cdp.columns import constant_array
 
 _POSITIVE = 0x7FFFFFFFFFFFFFFF
 
@@ -73,33 +74,6 @@ def pick(values: Sequence[Any], u: Column, *, weights: Sequence[float] | None = 
     for i, bound in reversed(list(enumerate(bounds))):
         index = F.when(u < F.lit(bound), F.lit(i)).otherwise(index)
     return F.get(array, index)
-
-
-def constant_array(values: Sequence[Any]) -> Column:
-    """An array literal built in one expression (Spark folds it to a constant).
-
-    `F.array(*map(F.lit, values))` costs one driver round trip per element, which adds up to
-    seconds for word lists of hundreds of entries used in many columns.
-    """
-    return F.from_json(F.lit(json.dumps(list(values), ensure_ascii=False)), f"array<{_json_type(values)}>")
-
-
-def constant_map(mapping: Mapping[str, Any]) -> Column:
-    """A string-keyed map literal built in one expression (see `constant_array`)."""
-    value_type = _json_type(list(mapping.values()))
-    return F.from_json(F.lit(json.dumps(dict(mapping), ensure_ascii=False)), f"map<string,{value_type}>")
-
-
-def _json_type(values: Sequence[Any]) -> str:
-    if all(isinstance(v, str) for v in values):
-        return "string"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "bigint"
-    if all(isinstance(v, list | tuple) for v in values):
-        return f"array<{_json_type([x for v in values for x in v])}>"
-    raise TypeError(
-        f"constants hold strings, integers or lists of them, not {sorted({type(v).__name__ for v in values})}"
-    )
 
 
 def permute(x: Column, *, multiplier: int, offset: int, modulus: int) -> Column:
