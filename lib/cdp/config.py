@@ -77,12 +77,57 @@ class CleansingConfig(_Section):
     max_quarantine_share: float = Field(default=0.2, ge=0, le=1)
 
 
+class IdentifierTypeConfig(_Section):
+    """How one identifier type takes part in identity resolution."""
+
+    link: bool = True  # False: kept as an attribute, never joins records
+    priority: int = Field(default=0, ge=0)  # stronger types hold weaker ones (caps); higher is stronger
+    blocklist: tuple[str, ...] = ()  # values that identify nobody, compared after standardising
+    block_patterns: tuple[str, ...] = ()  # Java regular expressions matched against the whole value
+    block_from: tuple[str, ...] = ()  # "<table>:<column>": every value of a reference column (store phones)
+    max_records: int | None = Field(default=None, ge=1)  # hub: a value on more records is removed
+    max_names: int | None = Field(default=None, ge=1)  # hub: a value on records with more distinct names
+    max_holders: int | None = Field(default=None, ge=1)  # hub: a value seen with more values of stronger types
+    max_per_holder: int | None = Field(default=None, ge=1)  # cap per value of a stronger type
+
+    @field_validator("block_from", mode="after")
+    @classmethod
+    def _table_columns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            table, _, column = entry.partition(":")
+            if "." not in table or not column:
+                raise ValueError(f"'{entry}' is not <layer>.<table>:<column>, e.g. silver.stores:phone")
+        return value
+
+
+class IdentityGates(_Section):
+    """Limits that stop the identity job before it replaces `identity.oneid_map`."""
+
+    max_component_records: int = Field(default=20_000, ge=1)
+    large_component_records: int = Field(default=200, ge=1)
+    max_share_in_large: float = Field(default=0.02, ge=0, le=1)
+
+
+class IdentityConfig(_Section):
+    engine: Literal["auto", "builtin", "graphframes"] = "auto"
+    driver_threshold: int = Field(default=2_000_000, ge=0)  # builtin finishes on the driver below this; 0: never
+    mall_appid: str = ""  # the WeChat app of the own mall: scope of the openids on its orders
+    types: Mapping[str, IdentifierTypeConfig] = Field(default_factory=lambda: MappingProxyType({}))
+    gates: IdentityGates = Field(default_factory=IdentityGates)
+
+    @field_validator("types", mode="after")
+    @classmethod
+    def _freeze_types(cls, value: Mapping[str, IdentifierTypeConfig]) -> Mapping[str, IdentifierTypeConfig]:
+        return MappingProxyType(dict(value))
+
+
 class Config(_Section):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cleansing: CleansingConfig = Field(default_factory=CleansingConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
 
 
 def _conf_value(value: Any) -> str:

@@ -9,6 +9,7 @@ from cdp.runtime import Job
 # name -> module defining JOB; order is pipeline order.
 JOBS: dict[str, str] = {
     "cleanse": "cdp.cleansing.job",
+    "identity": "cdp.identity.job",
     "maintain": "cdp.ops.maintain",
 }
 
