@@ -4,6 +4,9 @@ cdp run <job> [--env local] [--lake PATH] [--run-id ID]   run one job
 cdp run pipeline [...]                                    run every job in order
 cdp generate --persons N --seed S [noise options]         synthetic channel data with ground truth
 cdp tables [--lake PATH]                                  tables with version, rows, files
+cdp explain --record SOURCE:ID [--record SOURCE:ID]       a record's person, and the path joining two records
+cdp explain --one-id N                                    a person's records and their (masked) identifiers
+cdp eval identity [--lake PATH]                           identity.oneid_map against the generator's truth
 cdp doctor                                                what this machine and session can do
 """
 
@@ -16,8 +19,10 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
+from pyspark.sql import DataFrame
+
 from cdp import pipeline
-from cdp.config import load_config
+from cdp.config import Config, load_config
 from cdp.errors import CdpError
 from cdp.lake.delta_rs import DeltaRsEngine
 from cdp.lake.lake import Lake
@@ -58,6 +63,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="report Python, Java, Spark, the Delta engine and GraphFrames")
     add_standard_arguments(doctor)
 
+    explain = commands.add_parser(
+        "explain",
+        help="why records are one person: their one_id, records, identifiers (masked) and the path joining two",
+    )
+    add_standard_arguments(explain)
+    explain.add_argument(
+        "--record", action="append", default=[], metavar="SOURCE:ID", help="a record, e.g. crm_members:M001; twice"
+    )
+    explain.add_argument("--one-id", type=int, metavar="N", help="a person by one_id, instead of --record")
+    explain.add_argument("--max-records", type=int, default=20, metavar="N", help="records shown per person (20)")
+
+    evaluate = commands.add_parser("eval", help="measure a result against the generator's truth")
+    targets = evaluate.add_subparsers(dest="target", required=True, metavar="TARGET")
+    identity = targets.add_parser(
+        "identity", help="pairwise precision, recall and F1 of identity.oneid_map against truth.person_records"
+    )
+    add_standard_arguments(identity)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -68,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return execute([GENERATE], args)
         if args.command == "tables":
             return _tables(args)
+        if args.command == "explain":
+            return _explain(args)
+        if args.command == "eval":
+            return _eval_identity(args)
         return _doctor(args)
     except CdpError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -87,6 +114,75 @@ def _tables(args: argparse.Namespace) -> int:
         rows = "?" if info.rows is None else f"{info.rows:,}"
         parts = ", ".join(info.partition_by) or "-"
         print(f"{name:<32} {info.version:>7} {rows:>14} {info.files:>7} {info.bytes / 2**20:>9.2f}  {parts}")
+    return 0
+
+
+def _reading_lake(args: argparse.Namespace) -> tuple[Config, Lake]:
+    from cdp.spark import get_spark
+
+    cfg = load_config(args.env, conf_dir=args.conf_dir, lake_root=args.lake)
+    return cfg, Lake.from_config(get_spark(cfg), cfg, job=args.command, run_id="read-only")
+
+
+_MADE_BY = {"identity": "cdp run identity", "truth": "cdp generate"}  # layer -> the command that writes it
+
+
+def _read(lake: Lake, name: str) -> DataFrame:
+    """A table the command needs; missing, a one-line error naming it and what writes it."""
+    if not lake.exists(name):
+        layer = name.split(".")[0]
+        raise CdpError(f"table {name} does not exist under {lake.root}: run `{_MADE_BY[layer]}` first")
+    return lake.read(name)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from cdp.identity import explain
+    from cdp.identity.job import DICTIONARY, EDGES, HYGIENE_REPORT, ONEID_MAP
+
+    records = [explain.parse_record(r) for r in args.record]
+    cfg, lake = _reading_lake(args)
+    result = explain.explain(
+        oneid_map=_read(lake, ONEID_MAP),
+        edges=_read(lake, EDGES),
+        dictionary=_read(lake, DICTIONARY),
+        report=_read(lake, HYGIENE_REPORT),
+        linking_types=[t for t, c in cfg.identity.types.items() if c.link],
+        records=records,
+        one_id=args.one_id,
+        table=ONEID_MAP,
+    )
+    print(explain.render(result, max_records=args.max_records))
+    return 0
+
+
+def _eval_identity(args: argparse.Namespace) -> int:
+    from cdp.generate.job import TRUTH_RECORDS
+    from cdp.identity.evaluate import evaluate, recall_ceiling
+    from cdp.identity.job import EDGES, ONEID_MAP
+
+    _, lake = _reading_lake(args)
+    mapping, truth = _read(lake, ONEID_MAP), _read(lake, TRUTH_RECORDS)
+    e = evaluate(mapping, truth)
+    # What the identifiers can reveal at all: records that share no identifier with the rest of
+    # their person (an anonymous walk-in receipt) cannot be linked by any resolver.
+    ceiling = recall_ceiling(lake.read(EDGES), truth) if lake.exists(EDGES) else None
+    print(f"{ONEID_MAP} against {TRUTH_RECORDS} (lake {lake.root})")
+    for label, value in [
+        ("records compared", f"{e.records:,}"),
+        ("only in map", f"{e.only_in_map:,}"),
+        ("only in truth", f"{e.only_in_truth:,}"),
+        ("true pairs", f"{e.true_pairs:,}"),
+        ("predicted pairs", f"{e.predicted_pairs:,}"),
+        ("true positives", f"{e.true_positives:,}"),
+        ("precision", f"{e.precision:.4f}"),
+        ("recall", f"{e.recall:.4f}"),
+        ("F1", f"{e.f1:.4f}"),
+        ("recall ceiling", "-" if ceiling is None else f"{ceiling:.4f}"),
+        ("persons", f"{e.persons:,}"),
+        ("over-merged persons", f"{e.over_merged_persons:,}"),
+        ("split persons", f"{e.split_persons:,}"),
+    ]:
+        print(f"  {label:<20} {value:>14}")
     return 0
 
 
