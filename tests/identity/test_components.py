@@ -58,17 +58,28 @@ GRAPHS = {
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-@pytest.mark.parametrize("driver_threshold", [0, 100])
+# 0: distributed only; 100: rounds, then the driver; 10**6: the whole graph straight to the driver.
+@pytest.mark.parametrize("driver_threshold", [0, 100, 10**6])
 def test_builtin_matches_networkx(spark: SparkSession, name: str, driver_threshold: int) -> None:
     edges = GRAPHS[name]()
     assert spark_components(spark, edges, driver_threshold=driver_threshold) == oracle(edges)
 
 
-def test_self_loops_duplicates_and_isolated_nodes(spark: SparkSession) -> None:
-    edges = [(5, 5), (1, 2), (2, 1), (1, 2), (9, 9), (3, 2), (7, 8)]
+@pytest.mark.parametrize("driver_threshold", [0, 10])
+def test_self_loops_duplicates_isolated_nodes_and_nulls(spark: SparkSession, driver_threshold: int) -> None:
+    edges = [(5, 5), (1, 2), (2, 1), (1, 2), (9, 9), (3, 2), (7, 8), (4, None), (None, None)]
     expected = {5: 5, 9: 9, 1: 1, 2: 1, 3: 1, 7: 7, 8: 7}
-    assert spark_components(spark, edges, driver_threshold=0) == expected
-    assert spark_components(spark, edges, driver_threshold=10) == expected
+    assert spark_components(spark, edges, driver_threshold=driver_threshold) == expected
+
+
+def test_empty_graph(spark: SparkSession) -> None:
+    assert spark_components(spark, [], driver_threshold=0) == {}
+    assert spark_components(spark, [], driver_threshold=10) == {}
+
+
+def test_too_few_iterations_is_a_clear_error(spark: SparkSession) -> None:
+    with pytest.raises(IdentityResolutionError, match="did not converge in 1 iterations"):
+        spark_components(spark, chain(4), driver_threshold=0, max_iterations=1)
 
 
 def test_unknown_engine_is_a_clear_error(spark: SparkSession) -> None:

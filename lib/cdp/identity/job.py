@@ -30,6 +30,7 @@ from cdp.errors import IdentityResolutionError
 from cdp.identity import graph, hygiene, oneid
 from cdp.identity.components import connected_components
 from cdp.identity.identifiers import identifier_id, masked, observations, person_sources, records
+from cdp.lake import Lake
 from cdp.runtime import Job, JobContext, job_main, stage
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ METRICS_SCHEMA = StructType(
 def run(ctx: JobContext) -> None:
     cfg, lake = ctx.cfg.identity, ctx.lake
     with stage("identity observations"):
-        found = _observations(ctx)
+        found = observe(lake, cfg)
         if found is None:
             return
         obs, all_records = found
@@ -73,7 +74,7 @@ def run(ctx: JobContext) -> None:
         dictionary = obs.select("identifier", "id_type", "scope", "value").distinct().localCheckpoint()
         lake.overwrite(DICTIONARY, dictionary)
     with stage("identity hygiene"):
-        clean = hygiene.apply(obs, cfg.types, reference=_reference(ctx))
+        clean = hygiene.apply(obs, cfg.types, reference=reference(lake, cfg))
         links = clean.links.localCheckpoint()
     with stage("identity components"):
         edges = graph.edges(links).localCheckpoint()
@@ -93,36 +94,36 @@ def run(ctx: JobContext) -> None:
         lake.overwrite(ONEID_MAP, mapping)
 
 
-def _observations(ctx: JobContext) -> tuple[DataFrame, DataFrame] | None:
+def observe(lake: Lake, cfg: IdentityConfig) -> tuple[DataFrame, DataFrame] | None:
     """(identifier observations with `identifier`, every record once) over the silver tables present.
 
     None when there is no silver table yet: the identity tables are left as they are.
     """
-    sources = person_sources(ctx.cfg.identity.mall_appid)
-    present = [s for s in sources.values() if ctx.lake.exists(f"silver.{s.name}")]
+    sources = person_sources(cfg.mall_appid)
+    present = [s for s in sources.values() if lake.exists(f"silver.{s.name}")]
     if not present:
         logger.warning(
             "identity: none of %s exists under %s yet (run `cdp run cleanse`); nothing to resolve",
-            ", ".join("silver." + s for s in sources), ctx.lake.root,
+            ", ".join("silver." + s for s in sources), lake.root,
         )  # fmt: skip
         return None
-    silver = {s.name: ctx.lake.read(f"silver.{s.name}") for s in present}
+    silver = {s.name: lake.read(f"silver.{s.name}") for s in present}
     obs = functools.reduce(DataFrame.unionByName, [observations(silver[s.name], s) for s in present])
     obs = obs.withColumn("identifier", identifier_id(F.col("id_type"), F.col("scope"), F.col("value")))
     recs = functools.reduce(DataFrame.unionByName, [records(silver[s.name], s) for s in present])
     return obs.localCheckpoint(), recs.localCheckpoint()
 
 
-def _reference(ctx: JobContext) -> DataFrame | None:
+def reference(lake: Lake, cfg: IdentityConfig) -> DataFrame | None:
     """(`id_type`, `value`) of the reference columns named by the types' `block_from`; missing tables are skipped."""
     parts = []
-    for id_type, type_cfg in ctx.cfg.identity.types.items():
+    for id_type, type_cfg in cfg.types.items():
         for entry in type_cfg.block_from:
             table, column = entry.split(":", 1)
-            if not ctx.lake.exists(table):
+            if not lake.exists(table):
                 logger.warning("identity.types.%s.block_from: table %s does not exist yet; not used", id_type, table)
                 continue
-            values = ctx.lake.read(table).select(F.lit(id_type).alias("id_type"), F.col(column).alias("value"))
+            values = lake.read(table).select(F.lit(id_type).alias("id_type"), F.col(column).alias("value"))
             parts.append(values.where(F.col("value").isNotNull()))
     return functools.reduce(DataFrame.unionByName, parts) if parts else None
 
