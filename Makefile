@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and Java 17:
-#   make demo   create/update .venv, install, generate data, run the whole pipeline (cleanse, maintain) on the embedded default
+#   make demo   create/update .venv, install, generate data, run the whole pipeline (cleanse, identity, maintain), score OneID against the truth
 #   make test   create/update .venv, install, run the tests
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -25,6 +25,7 @@ demo: check-env $(STAMP)
 	$(BIN)/cdp generate --persons $(PERSONS)
 	$(BIN)/cdp run pipeline
 	$(BIN)/cdp tables
+	$(BIN)/cdp eval identity
 	@echo "Data Docs: file://$(CURDIR)/lakehouse/quality/data_docs/index.html"
 
 test: check-env $(STAMP)

@@ -165,7 +165,7 @@ def _eval_identity(args: argparse.Namespace) -> int:
     e = evaluate(mapping, truth)
     # What the identifiers can reveal at all: records that share no identifier with the rest of
     # their person (an anonymous walk-in receipt) cannot be linked by any resolver.
-    ceiling = recall_ceiling(lake.read(EDGES), truth) if lake.exists(EDGES) else None
+    ceiling = recall_ceiling(mapping, lake.read(EDGES), truth) if lake.exists(EDGES) else None
     print(f"{ONEID_MAP} against {TRUTH_RECORDS} (lake {lake.root})")
     for label, value in [
         ("records compared", f"{e.records:,}"),

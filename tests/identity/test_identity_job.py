@@ -51,7 +51,7 @@ def test_precision_and_recall_against_the_truth(spark: SparkSession, resolved: P
     lake = Lake(spark, str(resolved))
     truth = lake.read("truth.person_records")
     result = evaluate(lake.read(ONEID_MAP), truth)
-    ceiling = recall_ceiling(lake.read("identity.edges"), truth)
+    ceiling = recall_ceiling(lake.read(ONEID_MAP), lake.read("identity.edges"), truth)
     assert result.only_in_map == 0
     assert result.precision >= 0.97
     # Records that share no identifier with the rest of their person cannot be linked by anyone:

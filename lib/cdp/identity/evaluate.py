@@ -89,11 +89,13 @@ def evaluate(oneid_map: DataFrame, truth: DataFrame) -> Evaluation:
     )
 
 
-def recall_ceiling(edges: DataFrame, truth: DataFrame) -> float:
+def recall_ceiling(oneid_map: DataFrame, edges: DataFrame, truth: DataFrame) -> float:
     """The recall of a resolver that links each person's records through every identifier they
     share, and never across persons: how much of the truth the identifiers can reveal at all.
 
     Args:
+        oneid_map: the records resolved (`source`, `record_id`): the ceiling covers the same
+            records as `evaluate`.
         edges: `identity.edges` (`source`, `record_id`, `id_type`, `identifier`).
         truth: `source`, `record_id`, `person_id`.
     """
@@ -104,5 +106,5 @@ def recall_ceiling(edges: DataFrame, truth: DataFrame) -> float:
         *RECORD, F.xxhash64("person_id", "identifier").alias("identifier")
     )
     components = connected_components(graph.edges(own), engine="builtin")
-    placed = graph.record_components(truth.select(*RECORD), graph.anchors(own), components)
+    placed = graph.record_components(oneid_map.select(*RECORD), graph.anchors(own), components)
     return evaluate(placed.withColumnRenamed("component", "one_id"), truth).recall

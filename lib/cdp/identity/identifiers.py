@@ -24,8 +24,24 @@ from cdp import schemas
 @dataclass(frozen=True)
 class Identifier:
     id_type: str
-    value: str  # silver column
+    value: str | Callable[[], Column]  # a silver column, or an expression over the silver columns
     scope: Callable[[], Column] = lambda: F.lit("")  # namespace of the value
+
+    def column(self) -> Column:
+        return F.col(self.value) if isinstance(self.value, str) else self.value()
+
+
+def mobile_name(mobile: Column, name: Column) -> Column:
+    """A mobile as marketplaces mask it, with the person's name: `138****1234|王芳`.
+
+    Marketplaces deliver the receiver's mobile masked; with the receiver's name the masked form
+    still points to one person among a brand's customers, and it matches the same person's full
+    mobile (masked the same way) in the CRM or the own mall. Null unless both parts are known.
+    """
+    masked_form = F.when(
+        mobile.rlike(r"^\d{11}$"), F.concat(F.substring(mobile, 1, 3), F.lit("****"), F.substring(mobile, -4, 4))
+    ).otherwise(F.regexp_replace(mobile, r"\*+", "****"))
+    return F.when(mobile.isNotNull() & name.isNotNull(), F.concat_ws("|", masked_form, name))
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,7 @@ def person_sources(mall_appid: str) -> dict[str, PersonSource]:
                     Identifier("mobile", "mobile"),
                     Identifier("email", "email"),
                     Identifier("unionid", "unionid"),
+                    Identifier("mobile_name", lambda: mobile_name(F.col("mobile"), F.col("name"))),
                 ],
                 person_name="name",
             ),
@@ -64,6 +81,12 @@ def person_sources(mall_appid: str) -> dict[str, PersonSource]:
                     Identifier("openid", "buyer_openid", scope=lambda: F.lit(mall_appid)),
                     Identifier("buyer_nick", "buyer_nick", scope=lambda: F.col("platform")),
                     Identifier("mobile", "receiver_mobile"),
+                    Identifier(
+                        "mobile_name",
+                        lambda: mobile_name(
+                            F.coalesce("receiver_mobile", "receiver_mobile_masked"), F.col("receiver_name")
+                        ),
+                    ),
                 ],
                 person_name="receiver_name",
             ),
@@ -103,7 +126,7 @@ def observations(silver: DataFrame, source: PersonSource) -> DataFrame:
     name = F.col(source.person_name) if source.person_name else F.lit(None).cast("string")
     pairs = F.array(
         *[
-            F.struct(F.lit(i.id_type).alias("id_type"), i.scope().alias("scope"), F.col(i.value).alias("value"))
+            F.struct(F.lit(i.id_type).alias("id_type"), i.scope().alias("scope"), i.column().alias("value"))
             for i in source.identifiers
         ]
     )
@@ -136,6 +159,7 @@ def masked(id_type: Column, value: Column) -> Column:
             id_type == "email",
             F.concat(F.substring(value, 1, 1), F.lit("***@"), F.substring_index(value, "@", -1)),
         )
+        .when(id_type == "mobile_name", F.concat(F.substring(value, 1, 3), F.lit("****|*")))
         .when(length <= 4, F.lit("***"))
         .otherwise(F.concat(F.substring(value, 1, 2), F.lit("***"), F.substring(value, -2, 2)))
     )

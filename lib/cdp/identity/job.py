@@ -75,7 +75,13 @@ def run(ctx: JobContext) -> None:
         lake.overwrite(DICTIONARY, dictionary)
     with stage("identity hygiene"):
         clean = hygiene.apply(obs, cfg.types, reference=reference(lake, cfg))
-        links = clean.links.localCheckpoint()
+        # Each part is used several times below: computed once.
+        clean = hygiene.Hygiene(
+            links=clean.links.localCheckpoint(),
+            removed=clean.removed.localCheckpoint(),
+            capped=clean.capped.localCheckpoint(),
+        )
+        links = clean.links
     with stage("identity components"):
         edges = graph.edges(links).localCheckpoint()
         components = connected_components(edges, engine=cfg.engine, driver_threshold=cfg.driver_threshold)
@@ -170,7 +176,7 @@ def _metrics(
     edges: DataFrame,
     clean: hygiene.Hygiene,
 ) -> DataFrame:
-    sizes = current.groupBy("component").agg(F.count("*").alias("size"))
+    sizes = current.groupBy("component").agg(F.count("*").alias("size")).localCheckpoint()
     bucket = F.lit(f">{SIZE_BUCKETS[-1][0]}")
     for upper, label in reversed(SIZE_BUCKETS):
         bucket = F.when(F.col("size") <= upper, F.lit(label)).otherwise(bucket)
