@@ -53,10 +53,11 @@ def test_blocklist_values_and_whole_value_patterns(spark: SparkSession) -> None:
 
     assertDataFrameEqual(result.links, links_of(spark, kept))
     expected_removed = [
-        (11, "mobile", "blocklist:value", 1, 1),
-        (12, "mobile", "blocklist:pattern", 1, 0),  # no name: nothing to count
-        (13, "mobile", "blocklist:pattern", 2, 0),
-        (21, "email", "blocklist:value", 1, 1),
+        # No type here has `max_names`: names are not counted (null).
+        (11, "mobile", "blocklist:value", 1, None),
+        (12, "mobile", "blocklist:pattern", 1, None),
+        (13, "mobile", "blocklist:pattern", 2, None),
+        (21, "email", "blocklist:value", 1, None),
     ]
     assertDataFrameEqual(result.removed, spark.createDataFrame(expected_removed, REMOVED))
     assertDataFrameEqual(result.capped, spark.createDataFrame([], CAPPED))
@@ -97,7 +98,7 @@ def test_hubs_by_records_and_by_names_are_strict(spark: SparkSession) -> None:
         (13, "mobile", "hub:names", 2, 2),
         (14, "mobile", "hub:records", 4, 4),
         (15, "mobile", "blocklist:value", 5, 0),
-        (32, "device", "hub:records", 6, 0),
+        (32, "device", "hub:records", 6, None),  # devices: names not counted
     ]
     assertDataFrameEqual(result.removed, spark.createDataFrame(expected_removed, REMOVED))
     assertDataFrameEqual(result.links, links_of(spark, [r for r in rows if r[3] in (12, 31)]))

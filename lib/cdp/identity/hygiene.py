@@ -42,21 +42,33 @@ class Hygiene:
 def apply(
     observations: DataFrame, types: Mapping[str, IdentifierTypeConfig], *, reference: DataFrame | None = None
 ) -> Hygiene:
-    """Split identifier observations into links and removed values.
+    """Split identifier observations into links and removed values: `split(assess(...))`.
 
     Args:
         observations: `source`, `record_id`, `id_type`, `identifier`, `value`, `name`.
         types: the configuration of every identifier type; types not listed do not link.
         reference: `id_type`, `value` read from the types' `block_from` columns, if any.
     """
-    linking = [t for t, c in types.items() if c.link]
-    obs = observations.where(F.col("id_type").isin(*linking)) if linking else observations.limit(0)
+    return split(observations, assess(observations, types, reference=reference), types)
 
-    stats = obs.groupBy("identifier", "id_type", "value").agg(
-        F.count("*").alias("records"),  # a record carries an identifier once
-        distinct_names(F.array_sort(F.collect_set(F.trim("name")))).alias("names"),  # sorted: order-free result
+
+def assess(
+    observations: DataFrame, types: Mapping[str, IdentifierTypeConfig], *, reference: DataFrame | None = None
+) -> DataFrame:
+    """Every value of a linking type with its statistics and the rule that removes it (rules 1-3).
+
+    Output columns: `identifier`, `id_type`, `value`, `records`, `names`, `holders`, `rule` (null: kept).
+    """
+    obs = _linking(observations, types)
+    stats = obs.groupBy("identifier", "id_type", "value").agg(F.count("*").alias("records"))
+    stats = (
+        stats.join(_names(obs, types), on="identifier", how="left")
+        .join(_holders(obs, types), on="identifier", how="left")
+        .fillna(0, subset=["holders"])
     )
-    stats = stats.join(_holders(obs, types), on="identifier", how="left").fillna(0, subset=["holders"])
+    # Names are counted for the types that use them (`max_names`); null for the others.
+    named = [t for t, c in types.items() if c.max_names is not None]
+    stats = stats.withColumn("names", F.when(F.col("id_type").isin(*named), F.coalesce("names", F.lit(0))))
     if reference is not None:
         listed = reference.select("id_type", "value", F.lit(True).alias("referenced")).distinct()
         stats = stats.join(listed, on=["id_type", "value"], how="left")
@@ -65,7 +77,12 @@ def apply(
     rule = F.lit(None).cast("string")
     for condition, name in reversed(_rules(types)):
         rule = F.when(condition, F.lit(name)).otherwise(rule)
-    verdict = stats.withColumn("rule", rule)
+    return stats.select("identifier", "id_type", "value", "records", "names", "holders", rule.alias("rule"))
+
+
+def split(observations: DataFrame, verdict: DataFrame, types: Mapping[str, IdentifierTypeConfig]) -> Hygiene:
+    """Apply a verdict (`assess`) and the caps (rule 4) to the observations."""
+    obs = _linking(observations, types)
     removed = verdict.where(F.col("rule").isNotNull()).select("identifier", "id_type", "rule", "records", "names")
     kept = obs.join(removed.select("identifier"), on="identifier", how="left_anti").select(
         *RECORD, "id_type", "identifier"
@@ -76,6 +93,11 @@ def apply(
         *RECORD, "id_type", "identifier"
     )
     return Hygiene(links=links, removed=removed, capped=capped)
+
+
+def _linking(observations: DataFrame, types: Mapping[str, IdentifierTypeConfig]) -> DataFrame:
+    linking = [t for t, c in types.items() if c.link]
+    return observations.where(F.col("id_type").isin(*linking)) if linking else observations.limit(0)
 
 
 def distinct_names(names: Column) -> Column:
@@ -113,6 +135,20 @@ def _rules(types: Mapping[str, IdentifierTypeConfig]) -> list[tuple[Column, str]
     return blocked + hubs
 
 
+def _names(obs: DataFrame, types: Mapping[str, IdentifierTypeConfig]) -> DataFrame:
+    """For values of types with `max_names`: how many different persons' names their records carry.
+
+    Output columns: `identifier`, `names`. Only (value, name) pairs are grouped: a plain
+    `collect_set` over every observation is an object aggregate, far slower at this size.
+    """
+    watched = [t for t, c in types.items() if c.max_names is not None]
+    named = obs.where(F.col("id_type").isin(*watched) & F.col("name").isNotNull()) if watched else obs.limit(0)
+    pairs = named.select("identifier", F.trim("name").alias("name")).distinct()
+    return pairs.groupBy("identifier").agg(
+        distinct_names(F.array_sort(F.collect_list("name"))).alias("names")  # sorted: order-free result
+    )
+
+
 def _holders(obs: DataFrame, types: Mapping[str, IdentifierTypeConfig]) -> DataFrame:
     """For values of types with `max_holders`: how many values of stronger types share their records.
 
@@ -147,20 +183,15 @@ def _capped(kept: DataFrame, support: DataFrame, types: Mapping[str, IdentifierT
         .select(*RECORD, F.col("id_type").alias("held_type"), F.col("identifier").alias("held"), "records")
     )
     holders = kept.select(*RECORD, F.col("id_type").alias("holder_type"), F.col("identifier").alias("holder"))
-    pairs = (
-        held.join(holders, on=RECORD, how="inner")
-        .where(_stronger(types, "holder_type", "held_type"))
-        .select("holder", "held_type", "held", "records")
-        .distinct()
-    )
+    on_records = held.join(holders, on=RECORD, how="inner").where(_stronger(types, "holder_type", "held_type"))
+    pairs = on_records.select("holder", "held_type", "held", "records").distinct()
     rank = F.row_number().over(
         Window.partitionBy("holder", "held_type").orderBy(F.col("records").desc(), F.col("held"))
     )
     limit = constant_map(caps)[F.col("held_type")]
     dropped = pairs.withColumn("rank", rank).where(F.col("rank") > limit).select("holder", "held")
     return (
-        held.join(holders, on=RECORD, how="inner")
-        .join(dropped, on=["holder", "held"], how="inner")
+        on_records.join(dropped, on=["holder", "held"], how="inner")
         .select(
             *RECORD, F.col("held_type").alias("id_type"), F.col("held").alias("identifier"), F.lit("cap").alias("rule")
         )

@@ -74,7 +74,8 @@ def run(ctx: JobContext) -> None:
         dictionary = obs.select("identifier", "id_type", "scope", "value").distinct().localCheckpoint()
         lake.overwrite(DICTIONARY, dictionary)
     with stage("identity hygiene"):
-        clean = hygiene.apply(obs, cfg.types, reference=reference(lake, cfg))
+        verdict = hygiene.assess(obs, cfg.types, reference=reference(lake, cfg)).localCheckpoint()
+        clean = hygiene.split(obs, verdict, cfg.types)
         # Each part is used several times below: computed once.
         clean = hygiene.Hygiene(
             links=clean.links.localCheckpoint(),
