@@ -138,6 +138,9 @@ SILVER: dict[str, StructType] = {
     ),
 }
 
+# How identity tables name a silver record: its source table and its record key as a string.
+RECORD = ["source", "record_id"]
+
 # The record key of each silver table: unique after deduplication.
 RECORD_KEY: dict[str, list[str]] = {
     "crm_members": ["member_id"],

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-RECORD = ["source", "record_id"]
+from cdp.schemas import RECORD
 
 
 @dataclass(frozen=True)

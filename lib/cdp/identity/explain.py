@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 
 from cdp.errors import CdpError
 from cdp.identity.identifiers import masked
+from cdp.schemas import RECORD
 
-RECORD = ["source", "record_id"]
 MAX_OBSERVATIONS = 50_000  # a person is collected to the driver; a larger one is a hygiene problem
 LINKS, ATTRIBUTE, CAPPED = "links", "attribute", "capped"
 

@@ -13,8 +13,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdp.identity.identifiers import record_node
-
-RECORD = ["source", "record_id"]
+from cdp.schemas import RECORD
 
 
 def anchors(links: DataFrame) -> DataFrame:

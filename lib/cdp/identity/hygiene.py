@@ -28,8 +28,7 @@ from pyspark.sql import functions as F
 
 from cdp.columns import constant_map
 from cdp.config import IdentifierTypeConfig
-
-RECORD = ["source", "record_id"]
+from cdp.schemas import RECORD
 
 
 @dataclass(frozen=True)

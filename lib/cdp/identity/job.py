@@ -32,6 +32,7 @@ from cdp.identity.components import connected_components
 from cdp.identity.identifiers import identifier_id, masked, observations, person_sources, records
 from cdp.lake import Lake
 from cdp.runtime import Job, JobContext, job_main, stage
+from cdp.schemas import RECORD
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ HYGIENE_REPORT = "identity.hygiene_report"
 METRICS = "identity.graph_metrics"
 EVENTS = "identity.id_events"
 ONEID_MAP = "identity.oneid_map"
-RECORD = ["source", "record_id"]
 SIZE_BUCKETS = [(1, "1"), (2, "2"), (5, "3-5"), (10, "6-10"), (50, "11-50"), (200, "51-200"), (1000, "201-1000")]
 METRICS_SCHEMA = StructType(
     [

@@ -24,9 +24,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
+from cdp.schemas import RECORD
+
 logger = logging.getLogger(__name__)
 
-RECORD = ["source", "record_id"]
 MAX_ROUNDS = 20
 EVENTS_SCHEMA = StructType(
     [
