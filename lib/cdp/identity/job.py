@@ -139,7 +139,7 @@ def _hygiene_report(obs: DataFrame, clean: hygiene.Hygiene, current: DataFrame, 
     """Every removed value and capped link with its would-be effect.
 
     Output columns: `run_id`, `rule`, `id_type`, `identifier`, `value_masked`, `records` (records
-    carrying the value), `names` (distinct person names on them), `dropped_on` (records where the
+    carrying the value), `names` (different persons' names on them), `dropped_on` (records where the
     value was dropped), `would_join` (persons its records belong to now: how many it would have merged).
     """
     capped = clean.capped.groupBy("identifier", "id_type", "rule").agg(F.count("*").alias("dropped_on"))
@@ -152,7 +152,8 @@ def _hygiene_report(obs: DataFrame, clean: hygiene.Hygiene, current: DataFrame, 
         .agg(
             F.first("value").alias("value"),
             F.count("*").alias("records"),
-            F.count_distinct(F.trim("name")).alias("names"),
+            # Counted as the `max_names` rule counts them: names one typo apart are one person.
+            hygiene.distinct_names(F.array_sort(F.collect_set(F.trim("name")))).alias("names"),
             F.count_distinct("component").alias("would_join"),
         )
     )
