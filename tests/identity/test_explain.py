@@ -17,8 +17,9 @@ from cdp.lake import Lake
 from cdp.lake.delta_rs import DeltaRsEngine
 
 # (source, record_id, id_type, value). one_id 100 holds seven records: M1 and M3 are joined through
-# W1 (mobile, then unionid, 2 links) and through A1, A2 (3 links); the hub email and the capped device
-# they share directly must not be used. one_id 200 is someone else; E0 of one_id 300 carries nothing.
+# W1 (mobile, then unionid, 2 links) and through A1, A2 (3 links); the hub email and the device they
+# share directly must not be used (the device was capped on M3: it still links M1 and A3). one_id 200
+# is someone else; E0 of one_id 300 carries nothing.
 OBSERVATIONS = [
     ("crm_members", "M1", "member_id", "M1"),
     ("crm_members", "M1", "mobile", "13800138000"),
@@ -34,6 +35,7 @@ OBSERVATIONS = [
     ("app_events", "A1", "device", "dev-42-abc"),
     ("app_events", "A2", "device", "dev-42-abc"),
     ("app_events", "A2", "member_id", "M3"),
+    ("app_events", "A3", "device", "dev-99-xyz"),
     ("crm_members", "M9", "mobile", "13700001111"),
     ("crm_members", "M9", "email", "li.na@163.com"),
 ]
@@ -45,6 +47,7 @@ ONE_IDS = [
     ("app_events", "E0", 300),
 ]
 REMOVED = {"shop@store.cn": "hub:names", "dev-99-xyz": "cap"}
+CAPPED_ON = ("crm_members", "M3", "dev-99-xyz")  # the one record the cap dropped the device on
 RAW = {v for *_, v in OBSERVATIONS if v not in ("M1", "M3")}  # record ids are shown; contact values never
 
 
@@ -56,7 +59,9 @@ def root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
     obs = obs.withColumn("scope", F.lit("")).withColumn(
         "identifier", identifier_id(F.col("id_type"), F.col("scope"), F.col("value"))
     )
-    lake.overwrite(EDGES, obs.select("source", "record_id", "id_type", "identifier"))
+    capped = (F.col("source") == CAPPED_ON[0]) & (F.col("record_id") == CAPPED_ON[1]) & (F.col("value") == CAPPED_ON[2])
+    links = ~(F.col("value") == "shop@store.cn") & ~capped
+    lake.overwrite(EDGES, obs.select("source", "record_id", "id_type", "identifier", links.alias("links")))
     lake.overwrite(DICTIONARY, obs.select("identifier", "id_type", "scope", "value").distinct())
     lake.overwrite(ONEID_MAP, spark.createDataFrame(ONE_IDS, "source string, record_id string, one_id long"))
     rules = F.create_map(*[F.lit(x) for kv in REMOVED.items() for x in kv])
@@ -102,10 +107,19 @@ def test_path_is_the_shortest_over_linking_identifiers(root: str, capsys) -> Non
         "-[mobile 138****8000]- wechat_users:W1",
         "-[unionid un***11]- crm_members:M3",
     ]
-    assert "one_id 100: 7 records, 14 identifier observations" in lines
+    assert "one_id 100: 7 records, 15 identifier observations" in lines
     assert "email s***@store.cn (removed: hub:names)" in out
-    assert "device de***yz (capped)" in out
-    assert "note: capped identifiers" in out
+    m1, m3 = (next(line for line in lines if line.startswith(f"crm_members:{r} ")) for r in ("M1", "M3"))
+    assert "device de***yz," in m1 and "(capped)" not in m1  # the cap dropped it on M3 only
+    assert "device de***yz (capped)" in m3
+
+
+def test_a_capped_identifier_links_the_records_it_was_kept_on(root: str, capsys) -> None:
+    code, out, _ = run(capsys, root, "--record", "crm_members:M1", "--record", "app_events:A3")
+    assert code == 0
+    lines = [line.strip() for line in out.splitlines()]
+    assert "path from crm_members:M1 to app_events:A3: 1 links" in lines
+    assert [line for line in lines if line.startswith("-[")] == ["-[device de***yz]- app_events:A3"]
 
 
 def test_records_of_different_persons_are_not_the_same_person(root: str, capsys) -> None:
@@ -122,7 +136,7 @@ def test_one_id_lists_records_masked_and_capped(root: str, capsys) -> None:
     code, out, _ = run(capsys, root, "--one-id", "100", "--max-records", "3")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "one_id 100: 7 records, 14 identifier observations"
+    assert lines[0] == "one_id 100: 7 records, 15 identifier observations"
     assert lines[1].split() == ["app_events:A1", "device", "de***bc,", "member_id", "***"]
     assert lines[4] == "  ... and 4 more records"
     code, out, _ = run(capsys, root, "--one-id", "300")
@@ -153,7 +167,7 @@ def test_missing_identity_tables_name_the_job(tmp_path: Path, capsys) -> None:
 def test_a_person_too_large_to_collect_is_refused(spark: SparkSession, root: str) -> None:
     lake = Lake(spark, root, engine=DeltaRsEngine(spark))
     tables = {"edges": EDGES, "dictionary": DICTIONARY, "report": HYGIENE_REPORT, "oneid_map": ONEID_MAP}
-    with pytest.raises(CdpError, match=r"one_id 100 has 14 identifier observations, more than explain collects \(5\)"):
+    with pytest.raises(CdpError, match=r"one_id 100 has 15 identifier observations, more than explain collects \(5\)"):
         explain.explain(
             **{k: lake.read(v) for k, v in tables.items()}, linking_types=["mobile"], one_id=100, max_observations=5
         )

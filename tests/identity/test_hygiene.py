@@ -14,7 +14,7 @@ from cdp.identity.hygiene import apply
 
 OBS = "source string, record_id string, id_type string, identifier long, value string, name string"
 LINKS = "source string, record_id string, id_type string, identifier long"
-REMOVED = "identifier long, id_type string, rule string, records long, names int"
+REMOVED = "identifier long, id_type string, rule string, records long, names long"
 CAPPED = "source string, record_id string, id_type string, identifier long, rule string"
 
 

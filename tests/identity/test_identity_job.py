@@ -106,3 +106,4 @@ def test_a_gate_stops_the_job_before_the_map_is_replaced(
     assert lake.info(ONEID_MAP).version == version
     metrics = lake.read(METRICS).where(F.col("run_id") == "gated").first()
     assert metrics is not None and metrics.largest_component > 5
+    assert metrics.engine in {"builtin", "graphframes"}  # the engine that ran, never `auto`

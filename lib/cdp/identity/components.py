@@ -30,7 +30,7 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
@@ -63,15 +63,22 @@ def connected_components(
     edges = edges.select(F.col("src").cast("long").alias("src"), F.col("dst").cast("long").alias("dst")).where(
         F.col("src").isNotNull() & F.col("dst").isNotNull()
     )
-    if engine == "auto":
-        from cdp.spark import capabilities
-
-        engine = "graphframes" if capabilities(edges.sparkSession).graphframes else "builtin"
+    engine = resolve_engine(edges.sparkSession, engine)
     if engine == "graphframes":
         return _graphframes(edges)
     if engine != "builtin":
         raise IdentityResolutionError(f"connected components engine {engine!r}: use builtin, graphframes or auto")
     return _builtin(edges, driver_threshold=driver_threshold, max_iterations=max_iterations)
+
+
+def resolve_engine(spark: SparkSession, engine: str) -> str:
+    """The engine `connected_components` runs for `engine` on this session: `auto` becomes
+    `graphframes` when its classes are loaded, else `builtin`; others are returned as given."""
+    if engine != "auto":
+        return engine
+    from cdp.spark import capabilities
+
+    return "graphframes" if capabilities(spark).graphframes else "builtin"
 
 
 def _builtin(edges: DataFrame, *, driver_threshold: int, max_iterations: int) -> DataFrame:

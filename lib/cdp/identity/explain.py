@@ -1,10 +1,10 @@
 """Why records are one person: a one_id's records and the identifier path that joined two of them.
 
 The records of a person and their identifiers come from `identity.oneid_map`, `identity.edges` and
-`identity.id_dictionary`; values are shown masked only. An identifier links when its type links
-(`identity.types`) and `identity.hygiene_report` does not list it. A capped identifier (rule `cap`)
-lost its link on some records only, and the job does not keep which: explain treats it as not
-linking at all, and says so.
+`identity.id_dictionary`; values are shown masked only. Whether an observation joined records is
+`identity.edges.links`, as the job decided it; `identity.hygiene_report` says why one did not (its
+value was removed, or a cap dropped it on that record). An edges table written before `links`
+existed is read as: linking unless the report lists the value.
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def observations(
     Output columns: `one_id`, `source`, `record_id`, `id_type`, `identifier`, `value_masked`,
     `status`; a record without identifiers has one row with nulls from `id_type` on.
     """
+    linked = F.col("links") if "links" in edges.columns else F.lit(None).cast("boolean")
     carried = members.select(*RECORD, "one_id").join(
-        edges.select(*RECORD, "id_type", "identifier"), on=RECORD, how="left"
+        edges.select(*RECORD, "id_type", "identifier", linked.alias("linked")), on=RECORD, how="left"
     )
     ids = carried.select("identifier").where(F.col("identifier").isNotNull()).distinct()
     shown = (
@@ -87,7 +88,7 @@ def observations(
     status = (
         F.when(F.col("id_type").isNull(), F.lit(None))
         .when(~links, F.lit(ATTRIBUTE))
-        .when(F.col("rule").isNull(), F.lit(LINKS))
+        .when(F.coalesce(F.col("linked"), F.col("rule").isNull()), F.lit(LINKS))
         .when(F.col("rule") == "cap", F.lit(CAPPED))
         .otherwise(F.concat(F.lit("removed: "), F.col("rule")))
     )
@@ -209,11 +210,6 @@ def render(explanation: Explanation, *, max_records: int = 20) -> str:
         lines += _person(person, asked, max_records)
     if len(asked) == 2 and len(persons) == 1:
         lines += _path(explanation.path, asked)
-    if any(o.status == CAPPED for p in persons for found in p.records.values() for o in found):
-        lines.append(
-            "note: capped identifiers lost their link on some records only; the job does not keep which, "
-            "so explain treats them as not linking"
-        )
     return "\n".join(lines)
 
 
@@ -235,8 +231,9 @@ def _person(person: Person, asked: Sequence[Record], max_records: int) -> list[s
 def _path(path: list[tuple[Observation, Record]] | None, asked: Sequence[Record]) -> list[str]:
     if path is None:
         return [
-            f"no path of linking identifiers joins {show(asked[0])} and {show(asked[1])}: they were joined "
-            "through a capped identifier, or the identity tables come from different runs"
+            f"no path of linking identifiers joins {show(asked[0])} and {show(asked[1])}: the identity "
+            "tables come from different runs, or from a version without `identity.edges.links` "
+            "(run `cdp run identity` again)"
         ]
     lines = [f"path from {show(asked[0])} to {show(asked[1])}: {len(path)} links", f"  {show(asked[0])}"]
     lines += [f"  -[{_identifier(o)}]- {show(record)}" for o, record in path]

@@ -107,7 +107,7 @@ def distinct_names(names: Column) -> Column:
             names,
             lambda name, i: ~F.exists(F.slice(names, 1, i), lambda earlier: F.levenshtein(name, earlier) <= 1),
         )
-    )
+    ).cast("long")  # a count, typed like every other count in the identity tables
 
 
 def _rules(types: Mapping[str, IdentifierTypeConfig]) -> list[tuple[Column, str]]:

@@ -7,7 +7,7 @@ one person, or is kept as an attribute only, is configuration (`identity.types`)
 
 Identifiers are hashed to 64-bit ids: `xxhash64(id_type, scope, value)`. The scope keeps apart
 values that are only unique within a namespace (an openid within its WeChat app, a buyer nick
-within its marketplace).
+within its marketplace, a device id within its operating system).
 """
 
 from __future__ import annotations
@@ -100,8 +100,10 @@ def person_sources(mall_appid: str) -> dict[str, PersonSource]:
             ),
             PersonSource(
                 "app_events",
-                # The app's login is the CRM member id for members (an app-only id otherwise).
-                [Identifier("device", "device_id"), Identifier("member_id", "user_id")],
+                # The app's login is the CRM member id for members (an app-only id otherwise). Device ids
+                # live in their operating system's namespace (IDFA/IDFV on iOS, Android ID/GAID on
+                # Android): one string reported under two systems is two devices, not one.
+                [Identifier("device", "device_id", scope=lambda: F.col("os")), Identifier("member_id", "user_id")],
             ),
         )
     }

@@ -28,7 +28,7 @@ from pyspark.sql.types import LongType, MapType, StringType, StructField, Struct
 from cdp.config import IdentityConfig
 from cdp.errors import IdentityResolutionError
 from cdp.identity import graph, hygiene, oneid
-from cdp.identity.components import connected_components
+from cdp.identity.components import connected_components, resolve_engine
 from cdp.identity.identifiers import identifier_id, masked, observations, person_sources, records
 from cdp.lake import Lake
 from cdp.runtime import Job, JobContext, job_main, stage
@@ -70,7 +70,6 @@ def run(ctx: JobContext) -> None:
         if found is None:
             return
         obs, all_records = found
-        lake.overwrite(EDGES, obs.select(*RECORD, "id_type", "identifier"))
         dictionary = obs.select("identifier", "id_type", "scope", "value").distinct().localCheckpoint()
         lake.overwrite(DICTIONARY, dictionary)
     with stage("identity hygiene"):
@@ -83,6 +82,8 @@ def run(ctx: JobContext) -> None:
             capped=clean.capped.localCheckpoint(),
         )
         links = clean.links
+        # `links` was added after the first release: an older lake's table gains the column.
+        lake.overwrite(EDGES, _edge_rows(obs, clean, cfg), evolve=True)
     with stage("identity components"):
         edges = graph.edges(links).localCheckpoint()
         components = connected_components(edges, engine=cfg.engine, driver_threshold=cfg.driver_threshold)
@@ -133,6 +134,19 @@ def reference(lake: Lake, cfg: IdentityConfig) -> DataFrame | None:
             values = lake.read(table).select(F.lit(id_type).alias("id_type"), F.col(column).alias("value"))
             parts.append(values.where(F.col("value").isNotNull()))
     return functools.reduce(DataFrame.unionByName, parts) if parts else None
+
+
+def _edge_rows(obs: DataFrame, clean: hygiene.Hygiene, cfg: IdentityConfig) -> DataFrame:
+    """Every observation with whether it joined records (`links`): its type links, hygiene kept the
+    value, and no cap dropped it on that record. Removed values and capped links are few: broadcast."""
+    linking = [t for t, c in cfg.types.items() if c.link]
+    removed = clean.removed.select("identifier", F.lit(True).alias("_removed"))
+    capped = clean.capped.select(*RECORD, "identifier", F.lit(True).alias("_capped"))
+    joined = obs.join(F.broadcast(removed), on="identifier", how="left").join(
+        F.broadcast(capped), on=[*RECORD, "identifier"], how="left"
+    )
+    links = F.col("id_type").isin(*linking) & F.col("_removed").isNull() & F.col("_capped").isNull()
+    return joined.select(*RECORD, "id_type", "identifier", links.alias("links"))
 
 
 def _hygiene_report(obs: DataFrame, clean: hygiene.Hygiene, current: DataFrame, run_id: str) -> DataFrame:
@@ -196,7 +210,7 @@ def _metrics(
     collisions = identifiers - dictionary.select("identifier").distinct().count()
     if collisions:
         logger.warning("identity: %d identifier values share a 64-bit id with another value", collisions)
-    engine = cfg.engine
+    engine = resolve_engine(ctx.spark, cfg.engine)  # the one that ran, not `auto`
     row = (
         ctx.run_id, dt.datetime.now(dt.UTC), engine, t["records"] or 0, identifiers, edges.count(),
         t["components"] or 0, t["max"] or 0, histogram, large, t["in_large"] or 0, removed, clean.capped.count(),
