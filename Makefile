@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and Java 17:
-#   make demo   create/update .venv, install, generate data, run the whole pipeline (cleanse, identity, maintain), score OneID against the truth
+#   make demo   create/update .venv, install, generate data, run the whole pipeline (cleanse, identity, tags, maintain), score OneID against the truth, summarise the tags
 #   make test   create/update .venv, install, run the tests
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -26,6 +26,7 @@ demo: check-env $(STAMP)
 	$(BIN)/cdp run pipeline
 	$(BIN)/cdp tables
 	$(BIN)/cdp eval identity
+	$(BIN)/cdp summary tags
 	@echo "Data Docs: file://$(CURDIR)/lakehouse/quality/data_docs/index.html"
 
 test: check-env $(STAMP)

@@ -67,3 +67,19 @@ def lake_root(tmp_path: Path) -> str:
 @pytest.fixture
 def lake(spark: SparkSession, engine, lake_root: str) -> Lake:
     return Lake(spark, lake_root, engine=engine, job="test", run_id="run-1")
+
+
+@pytest.fixture(scope="session")
+def resolved_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake of 1 500 generated persons (seed 11), cleansed and resolved: shared by the identity and tag tests."""
+    from cdp.cleansing.job import main as cleanse_main
+    from cdp.generate.job import main as generate_main
+    from cdp.identity.job import main as identity_main
+
+    root = tmp_path_factory.mktemp("resolved")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert generate_main(["--lake", str(root), "--persons", "1500", "--seed", "11"]) == 0
+        assert cleanse_main(["--lake", str(root), "--run-id", "c1"]) == 0
+        assert identity_main(["--lake", str(root), "--run-id", "i1"]) == 0
+    return root

@@ -32,12 +32,13 @@ def test_run_records_each_attempt(tmp_path: Path, spark: SparkSession) -> None:
     root = tmp_path / "lake"
     assert main(["run", "maintain", "--lake", str(root), "--run-id", "r1"]) == 0
     assert main(["run", "pipeline", "--lake", str(root), "--run-id", "r1"]) == 0
-    # The pipeline runs every job (nothing to cleanse or resolve in an empty lake).
+    # The pipeline runs every job (nothing to cleanse, resolve or tag in an empty lake).
     assert job_runs(spark, root) == [
         ("cleanse", "r1", "succeeded"),
         ("identity", "r1", "succeeded"),
         ("maintain", "r1", "succeeded"),
         ("maintain", "r1", "succeeded"),
+        ("tags", "r1", "succeeded"),
     ]
     assert (tmp_path / "logs" / "maintain-r1.log").is_file()
     assert (tmp_path / "logs" / "pipeline-r1.log").is_file()

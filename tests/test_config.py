@@ -77,3 +77,11 @@ def test_shipped_configuration_loads() -> None:
     assert load_config("cluster", environ={"CDP_LAKE": "/l"}).spark.master is None
     with pytest.raises(ConfigError, match=r"cluster\.yaml: key 'lake\.root' uses \$\{CDP_LAKE\}"):
         load_config("cluster", environ={})
+
+
+def test_tag_catalogue_folder_is_taken_from_the_configuration_folder(conf: Path, tmp_path_factory) -> None:
+    cfg = load_config("local", conf_dir=conf, environ={"LAKE_HOME": "/data"})
+    assert cfg.tags.catalogue == str((conf / "tags").resolve())
+    elsewhere = tmp_path_factory.mktemp("catalogue")
+    write(conf, "other.yaml", f"tags:\n  catalogue: {elsewhere}\n")
+    assert load_config("other", conf_dir=conf, environ={"LAKE_HOME": "/data"}).tags.catalogue == str(elsewhere)

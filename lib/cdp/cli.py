@@ -7,6 +7,7 @@ cdp tables [--lake PATH]                                  tables with version, r
 cdp explain --record SOURCE:ID [--record SOURCE:ID]       a record's person, and the path joining two records
 cdp explain --one-id N                                    a person's records and their (masked) identifiers
 cdp eval identity [--lake PATH]                           identity.oneid_map against the generator's truth
+cdp summary tags [--as-of DATE]                           one_ids, tag values, lifecycle stages and RFM segments
 cdp doctor                                                what this machine and session can do
 """
 
@@ -81,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_standard_arguments(identity)
 
+    summary = commands.add_parser("summary", help="a short account of a layer's results")
+    layers = summary.add_subparsers(dest="layer", required=True, metavar="LAYER")
+    tags = layers.add_parser("tags", help="one_ids, tag values, lifecycle stages and RFM segments of one as-of date")
+    add_standard_arguments(tags)
+    tags.add_argument("--as-of", type=_date, metavar="DATE", help="the as-of date (default: the latest computed)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -95,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args)
         if args.command == "eval":
             return _eval_identity(args)
+        if args.command == "summary":
+            return _summary_tags(args)
         return _doctor(args)
     except CdpError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -184,6 +193,23 @@ def _eval_identity(args: argparse.Namespace) -> int:
     ]:
         print(f"  {label:<20} {value:>14}")
     return 0
+
+
+def _summary_tags(args: argparse.Namespace) -> int:
+    from cdp.tags import facts
+    from cdp.tags.catalogue import load_catalogue
+    from cdp.tags.summary import summary
+
+    cfg, lake = _reading_lake(args)
+    catalogue = load_catalogue(cfg.tags.catalogue, facts=list(facts.FACTS))
+    print("\n".join(summary(lake, catalogue, args.as_of)))
+    return 0
+
+
+def _date(text: str):
+    from cdp.tags.job import parse_date
+
+    return parse_date(text)
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -121,6 +121,11 @@ class IdentityConfig(_Section):
         return MappingProxyType(dict(value))
 
 
+class TagsConfig(_Section):
+    # The tag catalogue folder; relative paths are taken from the configuration folder (default: tags).
+    catalogue: str = "tags"
+
+
 class Config(_Section):
     env: str
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -128,6 +133,7 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cleansing: CleansingConfig = Field(default_factory=CleansingConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    tags: TagsConfig = Field(default_factory=TagsConfig)
 
 
 def _conf_value(value: Any) -> str:
@@ -189,7 +195,14 @@ def load_config(
         cfg = Config.model_validate(merged)
     except ValidationError as e:
         raise ConfigError(_describe(e, origin, base_path)) from e
-    return cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": _absolute(cfg.lake.root)})})
+    catalogue = Path(cfg.tags.catalogue).expanduser()
+    catalogue = catalogue if catalogue.is_absolute() else (folder / catalogue).resolve()
+    return cfg.model_copy(
+        update={
+            "lake": cfg.lake.model_copy(update={"root": _absolute(cfg.lake.root)}),
+            "tags": cfg.tags.model_copy(update={"catalogue": str(catalogue)}),
+        }
+    )
 
 
 def _read_layer(path: Path, environ: Mapping[str, str]) -> _Layer:

@@ -10,6 +10,7 @@ from cdp.runtime import Job
 JOBS: dict[str, str] = {
     "cleanse": "cdp.cleansing.job",
     "identity": "cdp.identity.job",
+    "tags": "cdp.tags.job",
     "maintain": "cdp.ops.maintain",
 }
 

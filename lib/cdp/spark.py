@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -64,6 +65,11 @@ def get_spark(cfg: Config) -> SparkSession:
         builder = builder.master(cfg.spark.master or "local[*]")
         log4j = resources.files("cdp") / "resources" / "log4j2.properties"
         builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+        # Python UDF workers (the value models' pandas UDF) must run this interpreter, which has the
+        # project's packages, not the first `python3` on PATH. PySpark reads the worker's interpreter
+        # from this variable when the session starts (the `spark.pyspark.python` setting is read by
+        # spark-submit only), so a local session sets it unless the user did.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = _apply_conf(builder, cfg, runtime_only=under_submit)
     if "://" not in cfg.lake.root:
         builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")

@@ -10,26 +10,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from cdp.cleansing.job import main as cleanse_main
-from cdp.generate.job import main as generate_main
 from cdp.identity.evaluate import evaluate, recall_ceiling
 from cdp.identity.identifiers import person_sources
 from cdp.identity.job import EVENTS, HYGIENE_REPORT, METRICS, ONEID_MAP
 from cdp.identity.job import main as identity_main
 from cdp.lake import Lake
 
-PERSONS = 1500
-
 
 @pytest.fixture(scope="module")
-def resolved(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("identity")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        assert generate_main(["--lake", str(root), "--persons", str(PERSONS), "--seed", "11"]) == 0
-        assert cleanse_main(["--lake", str(root), "--run-id", "c1"]) == 0
-        assert identity_main(["--lake", str(root), "--run-id", "i1"]) == 0
-    return root
+def resolved(resolved_lake: Path) -> Path:
+    return resolved_lake
 
 
 def _silver_records(lake: Lake) -> DataFrame:

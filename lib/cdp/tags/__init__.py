@@ -1,0 +1,1 @@
+"""Tags: a declarative catalogue compiled into a few aggregation passes over the facts."""

@@ -1,0 +1,295 @@
+"""Compile a tag catalogue into a few aggregation passes over the facts, and run it.
+
+Per fact, whatever the number of tags:
+
+1. one `groupBy(one_id)` computing every `metric` tag of the fact at once (windows and filters
+   become conditional aggregates: `sum(CASE WHEN ts >= as_of - 90 days AND ... THEN amount END)`);
+2. one pass for every `top` tag of the fact: each fact row is exploded into (tag, candidate value,
+   measure), summed per (one_id, tag, value), and the best value per (one_id, tag) kept;
+3. for `orders`, one more pass when the catalogue has `clv` tags: the BG/NBD and Gamma-Gamma
+   sufficient statistics (`cdp.tags.clv`).
+
+The per-person results are joined to every one_id once and checkpointed; tags computed from
+other tags (`expr`, `cases`, `bands`, `score`) are then column expressions over that one row per
+person, level by level; the quantiles of all `score` tags of a level come from one aggregation
+over the persons, not over the facts.
+
+The result is the wide profile (`one_id`, `as_of`, one typed column per tag); `long_tags` turns it
+into (`one_id`, `tag`, `value`, `as_of`, `family`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType
+
+from cdp.errors import CdpError, ConfigError
+from cdp.tags import clv
+from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top
+from cdp.tags.facts import as_of_instant
+
+logger = logging.getLogger(__name__)
+
+QUANTILE_ACCURACY = 10_000  # percentile_approx: relative error 1/10 000 of the persons ranked
+
+
+@dataclass(frozen=True)
+class TagResult:
+    profile: DataFrame  # one_id, as_of, one column per tag
+    models: Mapping[str, object] = field(default_factory=dict)  # fitted value models, by name
+    passes: Mapping[str, int] = field(default_factory=dict)  # aggregation passes per fact
+
+
+def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataFrame, *, as_of: dt.date) -> TagResult:
+    """Every tag of `catalogue` for every one_id of `persons`, as of `as_of`.
+
+    Args:
+        catalogue: the tags.
+        facts: the facts by name (`cdp.tags.facts.build`), already cut before `as_of`; a fact
+            missing here leaves its tags at their `fill` value (null without one).
+        persons: `one_id`, each once.
+        as_of: the date the tags describe.
+    """
+    check(catalogue, facts)
+    cut = as_of_instant(as_of)
+    profile = persons.select("one_id").withColumn("as_of", F.lit(as_of))
+    passes: dict[str, int] = defaultdict(int)
+    by_fact: dict[str, list[Tag]] = defaultdict(list)
+    for tag in catalogue.of_kind(Metric) + catalogue.of_kind(Top):
+        by_fact[tag.spec.fact].append(tag)
+    for fact_name, tags in sorted(by_fact.items()):
+        fact = facts.get(fact_name)
+        metrics = [t for t in tags if isinstance(t.spec, Metric)]
+        tops = [t for t in tags if isinstance(t.spec, Top)]
+        if fact is None:
+            profile = profile.select("*", *[_missing(t).alias(t.key) for t in tags])
+            continue
+        if metrics:
+            passes[fact_name] += 1
+            aggregated = fact.groupBy("one_id").agg(*[_aggregate(t.spec, cut).alias(t.key) for t in metrics])
+            profile = profile.join(aggregated, on="one_id", how="left")
+        if tops:
+            passes[fact_name] += 1
+            profile = profile.join(_tops(fact, tops, cut), on="one_id", how="left")
+    models: dict[str, object] = {}
+    clv_tags = catalogue.of_kind(Clv)
+    if clv_tags:
+        values, models = _clv(facts.get("orders"), clv_tags, as_of)
+        if values is not None:
+            passes["orders"] += 1
+            profile = profile.join(values, on="one_id", how="left")
+        else:
+            profile = profile.select("*", *[F.lit(None).cast("double").alias(t.key) for t in clv_tags])
+    fills = [t for t in catalogue.of_kind(Metric) if t.spec.fill is not None]
+    profile = profile.withColumns({t.key: F.coalesce(F.col(t.key), F.lit(t.spec.fill)) for t in fills})
+    profile = profile.localCheckpoint()
+    for level in catalogue.levels():
+        cuts = _quantiles(profile, [t for t in level if isinstance(t.spec, Score)])
+        profile = profile.withColumns({t.key: _derived(t, cuts) for t in level}).localCheckpoint()
+    columns = ["one_id", "as_of", *(t.key for t in catalogue)]
+    return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes))
+
+
+def long_tags(catalogue: Catalogue, profile: DataFrame) -> DataFrame:
+    """The profile as one row per (one_id, tag) with a value: `one_id`, `tag`, `value` (string), `as_of`, `family`.
+
+    Unknown values (null) have no row.
+    """
+    types = {f.name: f.dataType for f in profile.schema.fields}
+    pairs = F.array(
+        *[
+            F.struct(
+                F.lit(t.key).alias("tag"),
+                F.lit(t.family).alias("family"),
+                _text(F.col(t.key), types[t.key]).alias("value"),
+            )
+            for t in catalogue
+        ]
+    )
+    return (
+        profile.select("one_id", "as_of", F.explode(pairs).alias("t"))
+        .where(F.col("t.value").isNotNull())
+        .select("one_id", "t.tag", "t.value", "as_of", "t.family")
+    )
+
+
+def check(catalogue: Catalogue, facts: Mapping[str, DataFrame]) -> None:
+    """Analyse every SQL expression of the catalogue against the facts' columns, before any work.
+
+    Raises:
+        ConfigError: naming the tag's file, key and expression at fault.
+    """
+    for tag in catalogue.of_kind(Metric) + catalogue.of_kind(Top):
+        fact = facts.get(tag.spec.fact)
+        if fact is None:
+            continue
+        expressions = {"where": tag.spec.where}
+        if isinstance(tag.spec, Metric):
+            expressions["column"] = tag.spec.column
+        else:
+            expressions |= {"by": tag.spec.by, "measure": tag.spec.measure}
+        for name, sql in expressions.items():
+            if sql is None:
+                continue
+            try:
+                fact.limit(0).select(F.expr(sql)).schema  # noqa: B018 - analysis only
+            except AnalysisException as e:
+                first = str(e).strip().splitlines()[0]
+                raise ConfigError(
+                    f"{tag.file}: tag {tag.key}: {name} {sql!r} is not valid over fact {tag.spec.fact} "
+                    f"(columns: {', '.join(fact.columns)}): {first}"
+                ) from e
+
+
+def _window(spec: Metric | Top, cut: dt.datetime) -> Column:
+    condition = F.lit(True)
+    if spec.window_days is not None:
+        condition = F.col("ts") >= F.lit(cut - dt.timedelta(days=spec.window_days))
+    if spec.where is not None:
+        condition = condition & F.coalesce(F.expr(spec.where), F.lit(False))
+    return condition
+
+
+def _aggregate(spec: Metric, cut: dt.datetime) -> Column:
+    keep = _window(spec, cut)
+    value = F.expr(spec.column) if spec.column is not None else F.lit(1)
+    kept = F.when(keep, value)
+    match spec.agg:
+        case "count":
+            return F.count(kept)
+        case "count_distinct":
+            return F.count_distinct(kept)
+        case "sum":
+            return F.sum(kept)
+        case "avg":
+            return F.avg(kept)
+        case "min":
+            return F.min(kept)
+        case "max":
+            return F.max(kept)
+        case "latest":
+            return F.max_by(value, F.when(keep & value.isNotNull(), F.col("ts")))
+        case "earliest":
+            return F.min_by(value, F.when(keep & value.isNotNull(), F.col("ts")))
+    raise AssertionError(spec.agg)  # the catalogue's schema allows no other
+
+
+def _tops(fact: DataFrame, tags: Sequence[Tag], cut: dt.datetime) -> DataFrame:
+    """`one_id` and one column per `top` tag: the value with the largest total measure (ties: the smaller value)."""
+    candidates = F.array(
+        *[
+            F.struct(
+                F.lit(t.key).alias("tag"),
+                F.expr(t.spec.by).cast("string").alias("value"),
+                F.when(_window(t.spec, cut), F.expr(t.spec.measure)).cast("double").alias("measure"),
+            )
+            for t in tags
+        ]
+    )
+    totals = (
+        fact.select("one_id", F.explode(candidates).alias("c"))
+        .where(F.col("c.value").isNotNull() & F.col("c.measure").isNotNull())
+        .groupBy("one_id", "c.tag", "c.value")
+        .agg(F.sum("c.measure").alias("measure"))
+    )
+    best = Window.partitionBy("one_id", "tag").orderBy(F.col("measure").desc(), F.col("value"))
+    first = totals.withColumn("rank", F.row_number().over(best)).where(F.col("rank") == 1)
+    return first.groupBy("one_id").agg(
+        *[F.max(F.when(F.col("tag") == t.key, F.col("value"))).alias(t.key) for t in tags]
+    )
+
+
+def _clv(orders: DataFrame | None, tags: Sequence[Tag], as_of: dt.date) -> tuple[DataFrame | None, dict]:
+    """The `clv` tags per one_id from the orders, and the fitted models; (None, {}) when they cannot be fitted."""
+    if orders is None:
+        logger.warning("tags: no orders; the value (clv) tags are null")
+        return None, {}
+    purchases = orders.where(~F.col("returned") & (F.col("amount") > 0)).select("one_id", "ts", "amount")
+    stats = clv.summary(purchases, as_of=as_of_instant(as_of)).localCheckpoint()
+    try:
+        bg = clv.fit_bgnbd(stats)
+        gg = clv.fit_gamma_gamma(stats)
+    except CdpError as e:
+        logger.warning("tags: the value models cannot be fitted (%s); the clv tags are null", e)
+        return None, {}
+    logger.info("tags: BG/NBD %s, Gamma-Gamma %s", bg, gg)
+    out = stats.select("one_id")
+    for horizon in sorted({t.spec.horizon_days for t in tags}):
+        predicted = clv.predict(stats, bg, gg, horizon=horizon / clv.UNIT_DAYS)
+        wanted = [t for t in tags if t.spec.horizon_days == horizon]
+        out = out.join(predicted.select("one_id", *[F.col(t.spec.output).alias(t.key) for t in wanted]), "one_id")
+    return out, {"bgnbd": bg, "gamma_gamma": gg}
+
+
+def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[float]]:
+    """The cut points of every `score` tag, from one aggregation over the persons."""
+    if not scores:
+        return {}
+    row = profile.agg(
+        *[
+            F.percentile_approx(
+                F.when(_ranked(t.spec), F.col(t.spec.of).cast("double")),
+                [i / t.spec.quantiles for i in range(1, t.spec.quantiles)],
+                QUANTILE_ACCURACY,
+            ).alias(t.key)
+            for t in scores
+        ]
+    ).first()
+    cuts = {t.key: list(row[t.key] or []) for t in scores}
+    for tag in scores:
+        if not cuts[tag.key]:
+            logger.warning("tags: %s: no ranked person has a value of %s; the score is null", tag.key, tag.spec.of)
+    return cuts
+
+
+def _derived(tag: Tag, cuts: Mapping[str, list[float]]) -> Column:
+    spec = tag.spec
+    if isinstance(spec, Expr):
+        return F.expr(spec.expr)
+    if isinstance(spec, Cases):
+        value = F.lit(spec.otherwise)
+        for case in reversed(spec.cases):
+            value = F.when(F.coalesce(F.expr(case.when), F.lit(False)), F.lit(case.value)).otherwise(value)
+        return value
+    if isinstance(spec, Bands):
+        of = F.col(spec.of)
+        value = F.lit(spec.otherwise)
+        for band in reversed(spec.bands):
+            value = F.when(of < F.lit(band.below), F.lit(band.value)).otherwise(value)
+        return F.when(of.isNotNull(), value)
+    if isinstance(spec, Score):
+        of, points = F.col(spec.of).cast("double"), cuts[tag.key]
+        if not points:
+            return F.lit(None).cast("int")
+        # The quantile group, 1 (lowest values) to q; a value equal to a cut point is in the lower group.
+        group = sum((F.when(of > F.lit(p), 1).otherwise(0) for p in points), F.lit(1))
+        score = group if spec.higher_is_better else F.lit(spec.quantiles + 1) - group
+        return F.when(of.isNotNull() & _ranked(spec), score.cast("int"))
+    raise ConfigError(f"{tag.file}: tag {tag.key}: kind {type(spec).__name__} is not computed from other tags")
+
+
+def _ranked(spec: Score) -> Column:
+    return F.coalesce(F.expr(spec.where), F.lit(False)) if spec.where else F.lit(True)
+
+
+def _missing(tag: Tag) -> Column:
+    spec = tag.spec
+    fill = getattr(spec, "fill", None)
+    if fill is None:
+        return F.lit(None).cast("string")
+    return F.lit(fill)
+
+
+def _text(value: Column, data_type: DataType) -> Column:
+    """A tag value as text; fractional numbers rounded to 4 decimals."""
+    if isinstance(data_type, FloatType | DoubleType | DecimalType):
+        return F.round(value.cast("double"), 4).cast("string")
+    return value.cast("string")

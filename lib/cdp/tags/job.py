@@ -1,0 +1,151 @@
+"""Tags: every tag of the catalogue for every one_id, as of a date, with the changes since the previous date.
+
+Reads the silver facts and `identity.oneid_map`; writes, for the as-of date, the partitions of:
+
+- `tags.customer_tags (one_id, tag, value, as_of, family)`: one row per known tag value,
+  partitioned by family and as-of date;
+- `tags.customer_profile`: one wide row per one_id (a typed column per tag), partitioned by as-of date;
+- `tags.tag_events (one_id, tag, from_value, to_value, direction, as_of, previous_as_of, run_id)`:
+  for tags declared with `events: true`, every person whose value differs from the previous as-of
+  date present (none on the first date); `direction` is `up` or `down` when the tag's `values`
+  are ranked (`ranked: true`, best first), else null.
+
+Each date's partitions are replaced as a whole, so re-running a date (after a crash, or with a
+new catalogue) leaves one copy. `--as-of` (default: today, UTC) computes the tags as they were on
+that date from facts before it only, for point-in-time training sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cdp.lake import Lake
+from cdp.runtime import Job, JobContext, job_main, stage
+from cdp.tags import engine, facts
+from cdp.tags.catalogue import Catalogue, load_catalogue
+
+logger = logging.getLogger(__name__)
+
+CUSTOMER_TAGS = "tags.customer_tags"
+PROFILE = "tags.customer_profile"
+EVENTS = "tags.tag_events"
+
+
+def run(ctx: JobContext) -> None:
+    lake = ctx.lake
+    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(dt.UTC).date()
+    catalogue = load_catalogue(ctx.cfg.tags.catalogue, facts=list(facts.FACTS))
+    if not lake.exists(facts.ONEID_MAP):
+        logger.warning("tags: %s does not exist under %s yet (run `cdp run identity`); nothing to tag",
+                       facts.ONEID_MAP, lake.root)  # fmt: skip
+        return
+    logger.info("tags: %d tags in %d families, as of %s", len(catalogue), len(catalogue.families), as_of)
+    with stage("tags facts"):
+        needed = {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
+        built = facts.build(lake, as_of, needed)
+    with stage("tags compute"):
+        result = engine.compute(catalogue, built, facts.persons(lake), as_of=as_of)
+        profile = result.profile
+        logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
+    with stage("tags events"):
+        previous = _previous_as_of(lake, as_of)
+        events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
+    with stage("tags write"):
+        lake.replace_partitions(CUSTOMER_TAGS, engine.long_tags(catalogue, profile), partition_by=["family", "as_of"])
+        lake.replace_partitions(PROFILE, profile, partition_by=["as_of"])
+        if events is not None:
+            lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=[{"as_of": as_of}])
+
+
+def _previous_as_of(lake: Lake, as_of: dt.date) -> dt.date | None:
+    """The latest as-of date before `as_of` with a profile, if any."""
+    if not lake.exists(PROFILE):
+        return None
+    row = lake.read(PROFILE).where(F.col("as_of") < F.lit(as_of)).agg(F.max("as_of").alias("d")).first()
+    return row["d"] if row else None
+
+
+def _events(catalogue: Catalogue, profile: DataFrame, lake: Lake, previous: dt.date, run_id: str) -> DataFrame:
+    """Changes of the `events: true` tags between the previous date's profile and this one."""
+    watched = [t for t in catalogue if t.spec.events]
+    if not watched:
+        return profile.limit(0).select("one_id", "as_of")  # pragma: no cover - the default catalogue has some
+    before = lake.read(PROFILE).where(F.col("as_of") == F.lit(previous))
+    missing = [t.key for t in watched if t.key not in before.columns]
+    if missing:
+        logger.warning("tags: the profile of %s has no %s; no events for them", previous, ", ".join(missing))
+    watched = [t for t in watched if t.key not in missing]
+    now = profile.select("one_id", "as_of", *[F.col(t.key).cast("string").alias(f"now_{t.key}") for t in watched])
+    was = before.select("one_id", *[F.col(t.key).cast("string").alias(f"was_{t.key}") for t in watched])
+    pairs = now.join(was, on="one_id", how="inner")
+    changes = F.array(
+        *[
+            F.struct(
+                F.lit(t.key).alias("tag"),
+                F.col(f"was_{t.key}").alias("from_value"),
+                F.col(f"now_{t.key}").alias("to_value"),
+                _direction(t.spec.values if t.spec.ranked else None, f"was_{t.key}", f"now_{t.key}").alias("direction"),
+            )
+            for t in watched
+        ]
+    )
+    return (
+        pairs.select("one_id", "as_of", F.explode(changes).alias("c"))
+        .where(~F.col("c.from_value").eqNullSafe(F.col("c.to_value")))
+        .select(
+            "one_id",
+            "c.tag",
+            "c.from_value",
+            "c.to_value",
+            "c.direction",
+            "as_of",
+            F.lit(previous).alias("previous_as_of"),
+            F.lit(run_id).alias("run_id"),
+        )
+    )
+
+
+def _direction(ranked: Sequence[str] | None, was: str, now: str) -> F.Column:
+    """`up` when the new value ranks better (earlier in `ranked`), `down` when worse; null otherwise."""
+    if not ranked:
+        return F.lit(None).cast("string")
+    rank = F.create_map(*[F.lit(x) for i, v in enumerate(ranked) for x in (v, i)])
+    return (
+        F.when(rank[F.col(now)] < rank[F.col(was)], F.lit("up"))
+        .when(rank[F.col(now)] > rank[F.col(was)], F.lit("down"))
+        .otherwise(F.lit(None).cast("string"))
+    )
+
+
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--as-of {text!r} is not a date (YYYY-MM-DD)") from e
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--as-of",
+        type=parse_date,
+        metavar="DATE",
+        help="compute the tags as of this date (YYYY-MM-DD, default: today UTC)",
+    )
+
+
+JOB = Job(name="tags", description=__doc__.splitlines()[0], run=run, add_arguments=add_arguments)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(JOB, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The tag engine on small fact tables, against values computed by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from cdp.errors import ConfigError
+from cdp.tags import engine
+from cdp.tags.catalogue import load_catalogue
+
+AS_OF = dt.date(2026, 6, 1)
+FACTS = ["orders", "order_lines", "app_events", "members"]
+
+
+def ago(days: int, hour: int = 12) -> dt.datetime:
+    return dt.datetime.combine(AS_OF - dt.timedelta(days=days), dt.time(hour), tzinfo=dt.UTC)
+
+
+ORDERS = [
+    # one_id, order_id, channel, ts, amount, discount_amount, returned
+    (1, "o1", "store", ago(10), 100.0, 10.0, False),
+    (1, "o2", "tmall", ago(40), 50.0, 0.0, False),
+    (1, "o3", "tmall", ago(400), 30.0, 0.0, True),
+    (2, "o4", "jd", ago(5), 200.0, 0.0, False),
+    (4, "o5", "store", ago(100), 20.0, 5.0, False),
+    (4, "o6", "store", ago(200), 20.0, 0.0, False),
+    (5, "o7", "jd", ago(1), 500.0, 0.0, False),
+]
+ORDERS_SCHEMA = (
+    "one_id long, order_id string, channel string, ts timestamp, amount double, discount_amount double, "
+    "returned boolean"
+)
+PERSONS = [1, 2, 3, 4, 5]
+
+CATALOGUE = """
+family: behaviour
+tags:
+  - key: orders_total
+    name: {zh: 订单数, en: Orders}
+    description: every order
+    kind: metric
+    fact: orders
+    agg: count
+    fill: 0
+  - key: orders_30d
+    name: {zh: 近30天订单数, en: Orders 30d}
+    description: orders in 30 days
+    kind: metric
+    fact: orders
+    agg: count
+    window_days: 30
+    fill: 0
+  - key: spend
+    name: {zh: 消费, en: Spend}
+    description: paid, returns excluded
+    kind: metric
+    fact: orders
+    agg: sum
+    column: amount
+    where: NOT returned
+    fill: 0
+  - key: discounted
+    name: {zh: 优惠单, en: Discounted}
+    description: orders with a discount
+    kind: metric
+    fact: orders
+    agg: count
+    where: discount_amount > 0
+  - key: channels
+    name: {zh: 渠道数, en: Channels}
+    description: distinct channels
+    kind: metric
+    fact: orders
+    agg: count_distinct
+    column: channel
+  - key: last_channel
+    name: {zh: 最近渠道, en: Last channel}
+    description: channel of the latest order
+    kind: metric
+    fact: orders
+    agg: latest
+    column: channel
+  - key: last_at
+    name: {zh: 最近购买, en: Last purchase}
+    description: latest order time
+    kind: metric
+    fact: orders
+    agg: max
+    column: ts
+  - key: top_channel
+    name: {zh: 偏好渠道, en: Top channel}
+    description: channel with the most spend in 365 days
+    kind: top
+    fact: orders
+    by: channel
+    measure: amount
+    window_days: 365
+  - key: days_since
+    name: {zh: 距上次购买, en: Days since}
+    description: days since the latest order
+    kind: expr
+    expr: datediff(as_of, to_date(last_at))
+  - key: recency_band
+    name: {zh: 近度, en: Recency band}
+    description: bands of days since
+    kind: bands
+    of: days_since
+    bands:
+      - {below: 7, value: hot}
+      - {below: 60, value: warm}
+    otherwise: cold
+  - key: r_score
+    name: {zh: R, en: R}
+    description: quartiles of days since, recent best
+    kind: score
+    of: days_since
+    quantiles: 4
+    higher_is_better: false
+    where: orders_total > 0
+  - key: m_score
+    name: {zh: M, en: M}
+    description: halves of spend
+    kind: score
+    of: spend
+    quantiles: 2
+    where: orders_total > 0
+  - key: segment
+    name: {zh: 分群, en: Segment}
+    description: first matching case
+    kind: cases
+    cases:
+      - {when: "orders_total = 0", value: none}
+      - {when: "r_score >= 3 AND m_score = 2", value: star}
+    otherwise: other
+"""
+
+
+@pytest.fixture(scope="module")
+def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tags")
+    (folder / "behaviour.yaml").write_text(CATALOGUE, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def profile(spark: SparkSession, catalogue_dir: Path) -> dict[int, dict]:
+    catalogue = load_catalogue(catalogue_dir, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
+    result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    assert result.passes == {"orders": 2}  # every metric in one pass, every preference in another
+    return {r.one_id: r.asDict() for r in result.profile.collect()}
+
+
+def test_metrics_windows_filters_and_fill(profile: dict[int, dict]) -> None:
+    assert [profile[p]["orders_total"] for p in PERSONS] == [3, 1, 0, 2, 1]
+    assert [profile[p]["orders_30d"] for p in PERSONS] == [1, 1, 0, 0, 1]
+    assert [profile[p]["spend"] for p in PERSONS] == [150.0, 200.0, 0, 40.0, 500.0]
+    assert [profile[p]["discounted"] for p in PERSONS] == [1, 0, None, 1, 0]  # no fill: unknown for 3
+    assert [profile[p]["channels"] for p in PERSONS] == [2, 1, None, 1, 1]
+    assert [profile[p]["last_channel"] for p in PERSONS] == ["store", "jd", None, "store", "jd"]
+
+
+def test_top_is_the_value_with_the_largest_measure_in_the_window(profile: dict[int, dict]) -> None:
+    # Person 1: store 100 against tmall 50 (the returned tmall order of 400 days ago is outside the window).
+    assert [profile[p]["top_channel"] for p in PERSONS] == ["store", "jd", None, "store", "jd"]
+
+
+def test_derived_tags(profile: dict[int, dict]) -> None:
+    assert [profile[p]["days_since"] for p in PERSONS] == [10, 5, None, 100, 1]
+    assert [profile[p]["recency_band"] for p in PERSONS] == ["warm", "hot", None, "cold", "hot"]
+    # Quartile cut points of days since among buyers (1, 5, 10, 100): 1, 5, 10; the most recent quarter scores 4.
+    assert [profile[p]["r_score"] for p in PERSONS] == [2, 3, None, 1, 4]
+    # Median spend among buyers (40, 150, 200, 500): 150; above it scores 2.
+    assert [profile[p]["m_score"] for p in PERSONS] == [1, 2, None, 1, 2]
+    assert [profile[p]["segment"] for p in PERSONS] == ["other", "star", "none", "other", "star"]
+
+
+def test_long_table_has_one_row_per_known_value(spark: SparkSession, catalogue_dir: Path) -> None:
+    catalogue = load_catalogue(catalogue_dir, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
+    result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    rows = {(r.one_id, r.tag): r.value for r in engine.long_tags(catalogue, result.profile).collect()}
+    assert rows[(3, "orders_total")] == "0" and (3, "last_channel") not in rows
+    assert rows[(2, "spend")] == "200.0" and rows[(2, "segment")] == "star"
+    assert {r.family for r in engine.long_tags(catalogue, result.profile).select("family").collect()} == {"behaviour"}
+
+
+def write(folder: Path, text: str, name: str = "f.yaml") -> Path:
+    (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return folder / name
+
+
+TAG = """
+  - key: {key}
+    name: {{zh: 甲, en: A}}
+    description: d
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (TAG.format(key="a") + "    kind: metric\n    fact: visits\n    agg: count\n", "tag a: unknown fact 'visits'"),
+        (TAG.format(key="a") + "    kind: metric\n    fact: orders\n    agg: sum\n", "tag a: .*needs a column"),
+        (TAG.format(key="a") + "    kind: metric\n    fact: orders\n    agg: count\n    colour: red\n", "colour"),
+        (TAG.format(key="a") + "    kind: bands\n    of: nothing\n    bands: [{below: 1, value: x}]\n", "unknown tag"),
+        (
+            TAG.format(key="a")
+            + "    kind: expr\n    expr: b + 1\n"
+            + TAG.format(key="b")
+            + "    kind: expr\n    expr: a\n",
+            "tags a, b depend on each other in a cycle",
+        ),
+    ],
+)
+def test_catalogue_errors_name_the_file_and_the_tag(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, "family: f\ntags:" + body)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_catalogue(tmp_path, FACTS)
+    assert str(path) in str(caught.value)
+
+
+def test_a_key_declared_twice_names_both_files(tmp_path: Path) -> None:
+    body = TAG.format(key="a") + "    kind: expr\n    expr: '1'\n"
+    write(tmp_path, "family: f\ntags:" + body, "one.yaml")
+    write(tmp_path, "family: g\ntags:" + body, "two.yaml")
+    with pytest.raises(ConfigError, match=r"two\.yaml: tag a is already declared in .*one\.yaml"):
+        load_catalogue(tmp_path, FACTS)
+
+
+def test_an_expression_the_fact_cannot_answer_is_refused_before_any_work(spark: SparkSession, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "family: f\ntags:" + TAG.format(key="a") + "    kind: metric\n    fact: orders\n    agg: sum\n"
+        "    column: amount_paid\n",
+    )
+    catalogue = load_catalogue(tmp_path, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(1,)], "one_id long")
+    with pytest.raises(ConfigError, match=r"tag a: column 'amount_paid' is not valid over fact orders") as caught:
+        engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    assert str(path) in str(caught.value)

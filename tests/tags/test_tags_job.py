@@ -1,0 +1,146 @@
+"""`cdp run tags` with the default catalogue: the as-of cut, change events, and generated data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from cdp.cli import main as cli_main
+from cdp.lake import Lake
+from cdp.lake.delta_rs import DeltaRsEngine
+from cdp.schemas import SILVER
+from cdp.tags.catalogue import load_catalogue
+from cdp.tags.facts import FACTS
+from cdp.tags.job import CUSTOMER_TAGS, EVENTS, PROFILE
+from cdp.tags.job import main as tags_main
+
+D = dt.date(2026, 6, 1)
+CATALOGUE = Path(__file__).resolve().parents[2] / "conf" / "tags"
+
+
+def at(days: float) -> dt.datetime:
+    """`days` after the first instant of D (UTC); 0 is exactly the cut."""
+    return dt.datetime.combine(D, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=days)
+
+
+def silver(spark: SparkSession, table: str, rows: list[dict]):
+    schema = SILVER[table]
+    full = [tuple(r.get(f.name, [] if f.name == "issues" else None) for f in schema.fields) for r in rows]
+    return spark.createDataFrame(full, schema)
+
+
+POS = [
+    # order_no, one_id, time: P3 at the cut and P4 after it must not count as of D.
+    ("P1", 101, at(-10)),
+    ("P2", 101, at(-100)),
+    ("P3", 101, at(0)),
+    ("P4", 101, at(5)),
+    ("P5", 102, at(-1)),
+]
+
+
+@pytest.fixture(scope="module")
+def small_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = str(tmp_path_factory.mktemp("tags") / "lake")
+    lake = Lake(spark, root, engine=DeltaRsEngine(spark), job="setup", run_id="s1")
+    money = Decimal(100)
+    orders = [
+        {"order_no": o, "store_id": "S1", "order_time": t, "total_amount": money, "paid_amount": money,
+         "discount_amount": Decimal(0), "payment_method": "现金"}
+        for o, _, t in POS
+    ]  # fmt: skip
+    lake.overwrite("silver.pos_orders", silver(spark, "pos_orders", orders))
+    items = [
+        {"order_no": o, "line_no": 1, "sku": "100001", "qty": 1, "unit_price": money, "amount": money} for o, *_ in POS
+    ]
+    lake.overwrite("silver.pos_order_items", silver(spark, "pos_order_items", items))
+    products = [{"sku": "100001", "category_l1": "母婴", "brand": "飞鹤", "price": money, "baby_stage": "0-6m"}]
+    lake.overwrite("silver.products", silver(spark, "products", products))
+    member = {"member_id": "M1", "registered_at": at(-200), "updated_at": at(3), "level": "金卡会员", "points": 900}
+    lake.overwrite("silver.crm_members", silver(spark, "crm_members", [member]))
+    mapping = [("pos_orders", o, one_id) for o, one_id, _ in POS] + [("crm_members", "M1", 101)]
+    lake.overwrite("identity.oneid_map", spark.createDataFrame(mapping, "source string, record_id string, one_id long"))
+    return root
+
+
+def profile_of(spark: SparkSession, root: str, as_of: dt.date) -> dict[int, dict]:
+    rows = Lake(spark, root).read(PROFILE).where(F.col("as_of") == F.lit(as_of)).collect()
+    return {r.one_id: r.asDict() for r in rows}
+
+
+def test_as_of_sees_only_facts_before_the_date(spark: SparkSession, small_lake: str, monkeypatch) -> None:
+    monkeypatch.chdir(Path(small_lake).parent)
+    assert tags_main(["--lake", small_lake, "--as-of", D.isoformat(), "--run-id", "t1"]) == 0
+    before = profile_of(spark, small_lake, D)
+    assert (before[101]["orders_total"], before[102]["orders_total"]) == (2, 1)
+    assert before[101]["days_since_last_purchase"] == 10
+    assert before[101]["is_member"] is True
+    assert before[101]["member_level"] is None  # the member record was updated after D: its level is later news
+    assert before[101]["lifecycle_stage"] == "active" and before[102]["lifecycle_stage"] == "new"
+    assert before[101]["baby_stage_now"] == "0-6m"  # a 0-6m product 10 days ago: about 3 months old
+
+    later = D + dt.timedelta(days=30)
+    assert tags_main(["--lake", small_lake, "--as-of", later.isoformat(), "--run-id", "t2"]) == 0
+    after = profile_of(spark, small_lake, later)
+    assert after[101]["orders_total"] == 4
+    assert after[101]["member_level"] == "金卡会员"
+    assert after[101]["lifecycle_stage"] == "loyal"
+    # The profile of D is still there, unchanged: each date has its own partitions.
+    assert profile_of(spark, small_lake, D)[101]["orders_total"] == 2
+
+
+def test_events_list_the_changes_since_the_previous_date(spark: SparkSession, small_lake: str, monkeypatch) -> None:
+    monkeypatch.chdir(Path(small_lake).parent)
+    later = D + dt.timedelta(days=30)
+    for run_id, as_of in (("e1", D), ("e2", later)):
+        assert tags_main(["--lake", small_lake, "--as-of", as_of.isoformat(), "--run-id", run_id]) == 0
+    events = Lake(spark, small_lake).read(EVENTS).where(F.col("as_of") == F.lit(later))
+    lifecycle = {(r.one_id, r.from_value, r.to_value, r.previous_as_of) for r in events.where("tag = 'lifecycle_stage'")
+                 .collect()}  # fmt: skip
+    assert lifecycle == {(101, "active", "loyal", D)}
+    # Re-running the date under another run id replaces its events: one copy.
+    n = events.count()
+    assert tags_main(["--lake", small_lake, "--as-of", later.isoformat(), "--run-id", "e3"]) == 0
+    assert Lake(spark, small_lake).read(EVENTS).where(F.col("as_of") == F.lit(later)).count() == n
+
+
+def test_default_catalogue_on_generated_data(spark: SparkSession, resolved_lake: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(resolved_lake)
+    as_of = dt.date(2026, 10, 1)  # the day after the generated history ends
+    assert tags_main(["--lake", str(resolved_lake), "--as-of", as_of.isoformat(), "--run-id", "g1"]) == 0
+    lake = Lake(spark, str(resolved_lake))
+    catalogue = load_catalogue(CATALOGUE, list(FACTS))
+    assert len(catalogue) >= 60 and len(catalogue.families) >= 8
+    profile = lake.read(PROFILE).where(F.col("as_of") == F.lit(as_of))
+    one_ids = lake.read("identity.oneid_map").select("one_id").distinct()
+    assert profile.count() == one_ids.count() == profile.select("one_id").distinct().count()
+    # The long table holds exactly the known values of the profile.
+    known = profile.select(*[F.count(t.key).alias(t.key) for t in catalogue]).first()
+    long = lake.read(CUSTOMER_TAGS).where(F.col("as_of") == F.lit(as_of))
+    assert long.count() == sum(known)
+    assert {r.family for r in long.select("family").distinct().collect()} == set(catalogue.families)
+    for key in ("lifecycle_stage", "rfm_segment", "baby_stage_now", "member_level", "preferred_time_of_day"):
+        values = {r[0] for r in profile.select(key).distinct().collect()} - {None}
+        assert values and values <= set(catalogue[key].spec.values), (key, values)
+    buyers = profile.where("orders_total > 0")
+    assert buyers.count() > 0
+    assert buyers.where("r_score IS NULL OR rfm_segment IS NULL OR lifecycle_stage IS NULL").count() == 0
+    assert (
+        profile.where("orders_total = 0 AND lifecycle_stage NOT IN ('prospect', 'registered_not_purchased')").count()
+        == 0
+    )
+    clv = buyers.agg(F.min("p_alive"), F.max("p_alive"), F.min("clv_365d")).first()
+    assert 0 <= clv[0] <= clv[1] <= 1 and clv[2] >= 0
+
+    # The summary `make demo` ends with: the same figures, as text.
+    assert cli_main(["summary", "tags", "--lake", str(resolved_lake)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"tags as of {as_of}: {profile.count():,} one_ids, {len(catalogue)} tags in 8 families")
+    stages = {r.lifecycle_stage or "(none)": r["count"] for r in profile.groupBy("lifecycle_stage").count().collect()}
+    shown = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out if line.startswith("  ")}
+    assert {k: shown[k] for k in stages} == stages
