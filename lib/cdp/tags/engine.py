@@ -93,7 +93,10 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
     profile = profile.localCheckpoint()
     for level in catalogue.levels():
         cuts = _quantiles(profile, [t for t in level if isinstance(t.spec, Score)])
-        profile = profile.withColumns({t.key: _derived(t, cuts) for t in level}).localCheckpoint()
+        profile = profile.withColumns({t.key: _derived(t, cuts) for t in level})
+        # SQL reads `86400.0` as a decimal literal; tag values are doubles, whatever the author typed.
+        decimals = [f.name for f in profile.schema.fields if isinstance(f.dataType, DecimalType)]
+        profile = profile.withColumns({c: F.col(c).cast("double") for c in decimals}).localCheckpoint()
     columns = ["one_id", "as_of", *(t.key for t in catalogue)]
     return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes))
 
