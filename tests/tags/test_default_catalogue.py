@@ -107,11 +107,11 @@ def test_behaviour(tags: dict[int, dict]) -> None:
 def test_rfm(tags: dict[int, dict]) -> None:
     # Buyers' days since last purchase 5, 10, 200, 400: quintile cut points 5, 10, 200, 400.
     assert column(tags, "r_score") == [4, 5, None, None, 2, 3]
-    # Orders in 365 days among that year's buyers 1, 3, 4: cut points 1, 3, 3, 4. Spend 240, 300, 500.
-    assert column(tags, "f_score") == [4, 1, None, None, None, 2]
-    assert column(tags, "m_score") == [4, 2, None, None, None, 1]
-    assert column(tags, "rfm_code") == ["444", "512", None, None, "211", "321"]
-    assert column(tags, "rfm_segment") == ["重要价值客户", "一般发展客户", None, None, "一般挽留客户", "一般发展客户"]
+    # Orders 1, 2, 3, 4: cut points 1, 2, 3, 4. Spend 100, 240, 300, 500: cut points are those values.
+    assert column(tags, "f_score") == [4, 1, None, None, 2, 3]
+    assert column(tags, "m_score") == [4, 3, None, None, 1, 2]
+    assert column(tags, "rfm_code") == ["444", "513", None, None, "221", "332"]
+    assert column(tags, "rfm_segment") == ["重要价值客户", "重要发展客户", None, None, "一般挽留客户", "一般价值客户"]
 
 
 def test_lifecycle(tags: dict[int, dict]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Sequence
 
 from pyspark.sql import functions as F
@@ -48,5 +49,12 @@ def _distribution(profile, key: str, order: Sequence[str] | None) -> list[str]:
     lines = [f"{key}:"]
     for value in ranked:
         n = counts[value]
-        lines.append(f"  {value if value is not None else '(none)':<26} {n:>12,} {100 * n / total:6.1f}%")
+        label = value if value is not None else "(none)"
+        pad = " " * max(0, 26 - _width(label))
+        lines.append(f"  {label}{pad} {n:>12,} {100 * n / total:6.1f}%")
     return lines
+
+
+def _width(text: str) -> int:
+    """Columns `text` takes in a terminal: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
