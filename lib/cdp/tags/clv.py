@@ -259,7 +259,9 @@ def _distinct(stats: DataFrame, keys: list[str | Column], *conditions: Column) -
     where = conditions[0]
     for cond in conditions[1:]:
         where = where & cond
-    return stats.where(where).groupBy(*keys).agg(F.count("*").alias("n")).toPandas()
+    counted = stats.where(where).groupBy(*keys).agg(F.count("*").alias("n"))
+    # In a fixed order: the likelihood's sum, and so the fit, is then the same on every run.
+    return counted.orderBy(*[c for c in counted.columns if c != "n"]).toPandas()
 
 
 def _require(stats: DataFrame, model: str, who: str, count: float) -> None:
