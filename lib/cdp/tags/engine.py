@@ -161,28 +161,17 @@ def _window(spec: Metric | Top, cut: dt.datetime) -> Column:
     return condition
 
 
+_PLAIN = {"count": F.count, "count_distinct": F.count_distinct, "sum": F.sum, "avg": F.avg, "min": F.min, "max": F.max}
+
+
 def _aggregate(spec: Metric, cut: dt.datetime) -> Column:
     keep = _window(spec, cut)
     value = F.expr(spec.column) if spec.column is not None else F.lit(1)
-    kept = F.when(keep, value)
-    match spec.agg:
-        case "count":
-            return F.count(kept)
-        case "count_distinct":
-            return F.count_distinct(kept)
-        case "sum":
-            return F.sum(kept)
-        case "avg":
-            return F.avg(kept)
-        case "min":
-            return F.min(kept)
-        case "max":
-            return F.max(kept)
-        case "latest":
-            return F.max_by(value, F.when(keep & value.isNotNull(), F.col("ts")))
-        case "earliest":
-            return F.min_by(value, F.when(keep & value.isNotNull(), F.col("ts")))
-    raise AssertionError(spec.agg)  # the catalogue's schema allows no other
+    if spec.agg in _PLAIN:
+        return _PLAIN[spec.agg](F.when(keep, value))
+    # latest / earliest: the value at the newest / oldest kept fact that has one.
+    at = F.when(keep & value.isNotNull(), F.col("ts"))
+    return F.max_by(value, at) if spec.agg == "latest" else F.min_by(value, at)
 
 
 def _tops(fact: DataFrame, tags: Sequence[Tag], cut: dt.datetime) -> DataFrame:
