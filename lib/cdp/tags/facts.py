@@ -42,12 +42,27 @@ def _with_one_id(lake: Lake, df: DataFrame, source: str, record_id: str) -> Data
     return df.join(mapping, df[record_id] == mapping["record_id"], "inner").drop(mapping["record_id"])
 
 
+def _pos_orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
+    """silver.pos_orders before the cut, with `one_id`; None without the table."""
+    if not lake.exists("silver.pos_orders"):
+        return None
+    pos = lake.read("silver.pos_orders").where(F.col("order_time") < F.lit(cut))
+    return _with_one_id(lake, pos, "pos_orders", "order_no")
+
+
+def _ecom_orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
+    """silver.ecom_orders paid (else created) before the cut, with `one_id` and that time as `ts`."""
+    if not lake.exists("silver.ecom_orders"):
+        return None
+    ecom = lake.read("silver.ecom_orders").withColumn("ts", F.coalesce("paid_at", "created_at"))
+    return _with_one_id(lake, ecom.where(F.col("ts") < F.lit(cut)), "ecom_orders", "order_id")
+
+
 def _orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
     parts = []
-    if lake.exists("silver.pos_orders"):
-        pos = lake.read("silver.pos_orders").where(F.col("order_time") < F.lit(cut))
+    if (pos := _pos_orders(lake, cut)) is not None:
         parts.append(
-            _with_one_id(lake, pos, "pos_orders", "order_no").select(
+            pos.select(
                 "one_id",
                 F.col("order_no").alias("order_id"),
                 F.lit("store").alias("channel"),
@@ -60,17 +75,14 @@ def _orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
                 F.col("payment_method"),
             )
         )
-    if lake.exists("silver.ecom_orders"):
-        ecom = lake.read("silver.ecom_orders")
-        ts = F.coalesce("paid_at", "created_at")
-        ecom = ecom.where(ts < F.lit(cut))
+    if (ecom := _ecom_orders(lake, cut)) is not None:
         parts.append(
-            _with_one_id(lake, ecom, "ecom_orders", "order_id").select(
+            ecom.select(
                 "one_id",
                 "order_id",
                 F.col("platform").alias("channel"),
                 F.lit(None).cast("string").alias("store_id"),
-                ts.alias("ts"),
+                "ts",
                 F.col("total_amount").cast("double").alias("total_amount"),
                 F.col("discount_amount").cast("double").alias("discount_amount"),
                 F.col("paid_amount").cast("double").alias("amount"),
@@ -83,11 +95,9 @@ def _orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
 
 def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
     parts = []
-    if lake.exists("silver.pos_orders") and lake.exists("silver.pos_order_items"):
-        orders = lake.read("silver.pos_orders").where(F.col("order_time") < F.lit(cut))
-        orders = _with_one_id(lake, orders, "pos_orders", "order_no").select(
-            "one_id", "order_no", F.col("order_time").alias("ts"), "store_id"
-        )
+    pos = _pos_orders(lake, cut)
+    if pos is not None and lake.exists("silver.pos_order_items"):
+        orders = pos.select("one_id", "order_no", F.col("order_time").alias("ts"), "store_id")
         items = lake.read("silver.pos_order_items").select(
             "order_no", "sku", "qty", F.col("unit_price").cast("double").alias("unit_price"), "amount"
         )
@@ -103,13 +113,10 @@ def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
                 F.col("amount").cast("double").alias("amount"),
             )
         )
-    if lake.exists("silver.ecom_orders"):
-        ecom = lake.read("silver.ecom_orders")
-        ts = F.coalesce("paid_at", "created_at")
-        ecom = _with_one_id(lake, ecom.where(ts < F.lit(cut)), "ecom_orders", "order_id")
+    if (ecom := _ecom_orders(lake, cut)) is not None:
         item = F.col("item")
         parts.append(
-            ecom.select("one_id", "order_id", ts.alias("ts"), "platform", F.explode("items").alias("item")).select(
+            ecom.select("one_id", "order_id", "ts", "platform", F.explode("items").alias("item")).select(
                 "one_id",
                 "order_id",
                 "ts",
@@ -130,7 +137,7 @@ def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
             "category_l2",
             "brand",
             "baby_stage",
-            F.col("price").cast("double").alias("list_price"),
+            F.col("price").cast("double").alias("price"),  # the list price
         )
         lines = lines.join(F.broadcast(products), on="sku", how="left")
     else:
