@@ -6,7 +6,8 @@
 The lake must have been cleansed and resolved (`cdp run cleanse`, `cdp run identity`). In one run:
 
 1. engine: `facts.build` + `engine.compute` + writing the profile and the long table as parquet
-   (a temporary folder), with the default catalogue (`conf/tags`). `tag values/s` counts rows of
+   (a temporary folder), partitioned as the job partitions them, with the default catalogue
+   (`conf/tags`). `tag values/s` counts rows of
    the long table (known values only); `tags x persons/s` counts catalogue tags times one_ids
    (the rows of the profile: every one_id of `identity.oneid_map`).
 2. scans: how many times each table of the lake was read from its files, from the physical plans
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -226,13 +228,16 @@ def run_engine(
     """Build the facts, compute every tag and write the profile and the long table, as `cdp run tags` does."""
     first = sql.fence()
     marks = [time.monotonic()]
-    built = facts.build(lake, as_of, needed_facts(catalogue))
+    with engine.planned_partitioning(spark) as partitions:
+        built = facts.build(lake, as_of, needed_facts(catalogue), partitions=partitions)
+        marks.append(time.monotonic())
+        result = engine.compute(catalogue, built, facts.persons(lake, partitions=partitions), as_of=as_of)
+        marks.append(time.monotonic())
+    # Partitioned as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
+    result.profile.write.mode("overwrite").partitionBy("as_of").parquet(str(out / "profile"))
     marks.append(time.monotonic())
-    result = engine.compute(catalogue, built, facts.persons(lake), as_of=as_of)
-    marks.append(time.monotonic())
-    result.profile.write.mode("overwrite").parquet(str(out / "profile"))
-    marks.append(time.monotonic())
-    engine.long_tags(catalogue, result.profile).write.mode("overwrite").parquet(str(out / "long"))
+    long = engine.long_tags(catalogue, result.profile)
+    long.write.mode("overwrite").partitionBy("family", "as_of").parquet(str(out / "long"))
     marks.append(time.monotonic())
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)
@@ -304,7 +309,7 @@ def tag_query(tag: Tag, catalogue: Catalogue, as_of: dt.date) -> str:
     if isinstance(spec, Top):
         by, measure = f"CAST(({spec.by}) AS string)", f"CAST(({spec.measure}) AS double)"
         totals = (
-            f"SELECT one_id, {by} AS value, sum({measure}) AS measure FROM fact_{spec.fact} "
+            f"SELECT one_id, {by} AS value, rint(sum({measure}) * 1000000D) AS measure FROM fact_{spec.fact} "
             f"WHERE {_kept(spec, cut)} AND {by} IS NOT NULL AND {measure} IS NOT NULL GROUP BY one_id, {by}"
         )
         ranked = (
@@ -385,7 +390,7 @@ def run_baseline(
     cut = facts.as_of_instant(as_of)
     for name in sorted(needed_facts(catalogue)):
         facts.FACTS[name](lake, cut).createOrReplaceTempView(f"fact_{name}")  # not checkpointed: silver each time
-    facts.persons(lake).createOrReplaceTempView("persons")
+    lake.read(facts.ONEID_MAP).select("one_id").distinct().createOrReplaceTempView("persons")
     derived = [t for level in catalogue.levels() for t in level]
     order = [t for t in catalogue if t not in derived] + derived
     per_kind: dict[str, list[float]] = defaultdict(list)
@@ -409,13 +414,16 @@ def run_baseline(
     return BaselineRun(seconds, dict(per_kind), found, out, tuple(done))
 
 
-def baseline_profile(spark: SparkSession, lake: Lake, catalogue: Catalogue, as_of: dt.date, folder: Path) -> DataFrame:
-    """The baseline's outputs as one wide profile, like the engine's."""
-    profile = facts.persons(lake).withColumn("as_of", F.lit(as_of))
+def baseline_long(spark: SparkSession, catalogue: Catalogue, as_of: dt.date, folder: Path) -> DataFrame:
+    """The baseline's outputs as one long table, like the engine's: a union, no join (a join of 84
+    per-tag outputs ran the driver out of memory at 1M persons)."""
+    parts = []
     for tag in catalogue:
-        value = spark.read.parquet(str(folder / tag.key)).select("one_id", F.col("value").alias(tag.key))
-        profile = profile.join(value, on="one_id", how="left")
-    return profile.select("one_id", "as_of", *(t.key for t in catalogue)).localCheckpoint()
+        value = spark.read.parquet(str(folder / tag.key)).select(
+            "one_id", F.lit(as_of).alias("as_of"), F.col("value").alias(tag.key)
+        )
+        parts.append(engine.long_tags(Catalogue((tag,)), value))
+    return functools.reduce(DataFrame.unionByName, parts)
 
 
 def differences(engine_long: DataFrame, baseline_long: DataFrame) -> list:
@@ -538,7 +546,7 @@ def check_scans(name: str, found: Counter[str], needed: set[str]) -> bool:
 
 
 def report_baseline(
-    spark: SparkSession, lake: Lake, catalogue: Catalogue, as_of: dt.date, base: BaselineRun, run: EngineRun
+    spark: SparkSession, catalogue: Catalogue, as_of: dt.date, base: BaselineRun, run: EngineRun
 ) -> None:
     """The baseline's time, its ratio to the engine's, and the tags whose values differ from the engine's."""
     queries = len(base.done)
@@ -550,9 +558,8 @@ def report_baseline(
         seconds += base.estimate(rest)
         print(f"  stopped by --baseline-minutes, {len(rest)} not run: all {len(catalogue)} estimated {seconds:.0f}s")
     done = Catalogue(base.done)
-    profile = baseline_profile(spark, lake, done, as_of, base.folder)
     computed = spark.read.parquet(str(run.long_path)).where(F.col("tag").isin([t.key for t in done]))
-    diffs = differences(computed, engine.long_tags(done, profile))
+    diffs = differences(computed, baseline_long(spark, done, as_of, base.folder))
     equal = len(done) - len(diffs)
     print(f"  values: {equal} of {len(done)} tags equal the engine's for every one_id (doubles within 1e-4)")
     for d in diffs:
@@ -586,7 +593,7 @@ def main() -> None:
     sql = Executions(spark)
     out = Path(args.keep or tempfile.mkdtemp(prefix="bench_tags_"))
     catalogue = load_catalogue(cfg.tags.catalogue, facts=list(facts.FACTS))
-    persons = facts.persons(lake).count()
+    persons = lake.read(facts.ONEID_MAP).select("one_id").distinct().count()
     print(f"lake {args.lake}, as of {args.as_of}, {persons:,} one_ids (profile rows), Spark {spark.version}")
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (compare timings on a quiet machine only)")
     check_counting(lake, sql)
@@ -602,7 +609,7 @@ def main() -> None:
     if not args.skip_baseline:
         limit = args.baseline_minutes * 60 if args.baseline_minutes else None
         base = run_baseline(spark, lake, catalogue, args.as_of, out / "baseline", sql, limit=limit)
-        report_baseline(spark, lake, catalogue, args.as_of, base, run)
+        report_baseline(spark, catalogue, args.as_of, base, run)
         columns["baseline" if len(base.done) == len(catalogue) else "baseline, part"] = base.scans
 
     if args.variants:

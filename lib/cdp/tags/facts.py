@@ -3,7 +3,10 @@
 Every fact has `one_id` and `ts` (UTC), and holds only rows with `ts` before the as-of time, so a
 tag computed "as of" a past date never sees anything at or after it. Records whose one_id is
 unknown (not yet resolved) are left out. Each fact is built once per run and checkpointed: every
-silver table is read once per fact that uses it, whatever the number of tags.
+silver table is read once per fact that uses it, whatever the number of tags. Facts and persons
+are hash-partitioned by `one_id` into the same number of partitions (and sorted by it), so every
+aggregation and join of the engine after them runs without another shuffle (see
+`cdp.tags.engine.planned_partitioning`).
 
 - `orders`: one row per order, at the till or online (silver.pos_orders, silver.ecom_orders);
 - `order_lines`: one row per order line with its product (silver.pos_order_items with their
@@ -30,6 +33,9 @@ logger = logging.getLogger(__name__)
 ONEID_MAP = "identity.oneid_map"
 # Orders an operator would not count as a sale: refunded or closed before completion.
 NOT_SOLD = ("TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO", "REFUNDED", "CANCELLED")
+# Money stays decimal, as in silver: its sums are exact, so a tag over them (and a quantile cut
+# point, a segment, a fitted value model) does not depend on the order Spark added the rows in.
+MONEY = "decimal(18,2)"
 
 
 def as_of_instant(as_of: dt.date) -> dt.datetime:
@@ -68,9 +74,9 @@ def _orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
                 F.lit("store").alias("channel"),
                 "store_id",
                 F.col("order_time").alias("ts"),
-                F.col("total_amount").cast("double").alias("total_amount"),
-                F.col("discount_amount").cast("double").alias("discount_amount"),
-                F.col("paid_amount").cast("double").alias("amount"),
+                F.col("total_amount").cast(MONEY).alias("total_amount"),
+                F.col("discount_amount").cast(MONEY).alias("discount_amount"),
+                F.col("paid_amount").cast(MONEY).alias("amount"),
                 F.lit(False).alias("returned"),
                 F.col("payment_method"),
             )
@@ -83,9 +89,9 @@ def _orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
                 F.col("platform").alias("channel"),
                 F.lit(None).cast("string").alias("store_id"),
                 "ts",
-                F.col("total_amount").cast("double").alias("total_amount"),
-                F.col("discount_amount").cast("double").alias("discount_amount"),
-                F.col("paid_amount").cast("double").alias("amount"),
+                F.col("total_amount").cast(MONEY).alias("total_amount"),
+                F.col("discount_amount").cast(MONEY).alias("discount_amount"),
+                F.col("paid_amount").cast(MONEY).alias("amount"),
                 F.col("status").isin(*NOT_SOLD).alias("returned"),
                 F.lit(None).cast("string").alias("payment_method"),
             )
@@ -99,7 +105,7 @@ def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
     if pos is not None and lake.exists("silver.pos_order_items"):
         orders = pos.select("one_id", "order_no", F.col("order_time").alias("ts"), "store_id")
         items = lake.read("silver.pos_order_items").select(
-            "order_no", "sku", "qty", F.col("unit_price").cast("double").alias("unit_price"), "amount"
+            "order_no", "sku", "qty", F.col("unit_price").cast(MONEY).alias("unit_price"), "amount"
         )
         parts.append(
             items.join(orders, on="order_no", how="inner").select(
@@ -110,7 +116,7 @@ def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
                 "sku",
                 "qty",
                 "unit_price",
-                F.col("amount").cast("double").alias("amount"),
+                F.col("amount").cast(MONEY).alias("amount"),
             )
         )
     if (ecom := _ecom_orders(lake, cut)) is not None:
@@ -123,8 +129,8 @@ def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
                 F.col("platform").alias("channel"),
                 item["sku"].alias("sku"),
                 item["qty"].alias("qty"),
-                item["price"].cast("double").alias("unit_price"),
-                (item["price"] * item["qty"]).cast("double").alias("amount"),
+                item["price"].cast(MONEY).alias("unit_price"),
+                (item["price"] * item["qty"]).cast(MONEY).alias("amount"),
             )
         )
     if not parts:
@@ -137,13 +143,13 @@ def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
             "category_l2",
             "brand",
             "baby_stage",
-            F.col("price").cast("double").alias("price"),  # the list price
+            F.col("price").cast(MONEY).alias("price"),  # the list price
         )
         lines = lines.join(F.broadcast(products), on="sku", how="left")
     else:
         for c in ("category_l1", "category_l2", "brand", "baby_stage"):
             lines = lines.withColumn(c, F.lit(None).cast("string"))
-        lines = lines.withColumn("price", F.lit(None).cast("double"))  # list price
+        lines = lines.withColumn("price", F.lit(None).cast(MONEY))  # list price
     return lines
 
 
@@ -181,8 +187,11 @@ FACTS: Mapping[str, Callable[[Lake, dt.datetime], DataFrame | None]] = {
 }
 
 
-def build(lake: Lake, as_of: dt.date, needed: set[str]) -> dict[str, DataFrame]:
-    """The facts named in `needed` that have a silver source, cut before `as_of` and checkpointed."""
+def build(lake: Lake, as_of: dt.date, needed: set[str], *, partitions: int) -> dict[str, DataFrame]:
+    """The facts named in `needed` that have a silver source, cut before `as_of` and checkpointed.
+
+    Each is hash-partitioned by `one_id` into `partitions` and sorted by it within them.
+    """
     cut = as_of_instant(as_of)
     built = {}
     for name in sorted(needed):
@@ -190,10 +199,14 @@ def build(lake: Lake, as_of: dt.date, needed: set[str]) -> dict[str, DataFrame]:
         if fact is None:
             logger.warning("tags: fact %s has no silver table yet; its tags are null (fill values aside)", name)
             continue
-        built[name] = fact.localCheckpoint()
+        built[name] = _by_person(fact, partitions)
     return built
 
 
-def persons(lake: Lake) -> DataFrame:
-    """Every one_id once: the rows of the profile."""
-    return lake.read(ONEID_MAP).select("one_id").distinct()
+def persons(lake: Lake, *, partitions: int) -> DataFrame:
+    """Every one_id once, partitioned as the facts are: the rows of the profile."""
+    return _by_person(lake.read(ONEID_MAP).select("one_id").distinct(), partitions)
+
+
+def _by_person(df: DataFrame, partitions: int) -> DataFrame:
+    return df.repartition(partitions, "one_id").sortWithinPartitions("one_id").localCheckpoint()

@@ -47,13 +47,15 @@ def run(ctx: JobContext) -> None:
                        facts.ONEID_MAP, lake.root)  # fmt: skip
         return
     logger.info("tags: %d tags in %d families, as of %s", len(catalogue), len(catalogue.families), as_of)
-    with stage("tags facts"):
-        needed = {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
-        built = facts.build(lake, as_of, needed)
-    with stage("tags compute"):
-        result = engine.compute(catalogue, built, facts.persons(lake), as_of=as_of)
-        profile = result.profile
-        logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
+    with engine.planned_partitioning(lake.spark) as partitions:
+        with stage("tags facts"):
+            needed = {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
+            built = facts.build(lake, as_of, needed, partitions=partitions)
+        with stage("tags compute"):
+            persons = facts.persons(lake, partitions=partitions)
+            result = engine.compute(catalogue, built, persons, as_of=as_of)
+            profile = result.profile
+            logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
     with stage("tags events"):
         previous = _previous_as_of(lake, as_of)
         events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
