@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,25 @@ def test_derived_tags(profile: dict[int, dict]) -> None:
     # Median spend among buyers (40, 150, 200, 500): 150; above it scores 2.
     assert [profile[p]["m_score"] for p in PERSONS] == [1, 2, None, 1, 2]
     assert [profile[p]["segment"] for p in PERSONS] == ["other", "star", "none", "other", "star"]
+
+
+def test_values_do_not_depend_on_the_order_rows_are_added_in(spark: SparkSession, catalogue_dir: Path) -> None:
+    # Money as the facts carry it (decimal). As doubles, 0.1 + 0.2 + 0.3 is 0.6000000000000001: tmall
+    # would beat jd's single 0.60 and the spend would not be 1.2, depending on the order of the rows.
+    catalogue = load_catalogue(catalogue_dir, FACTS)
+    orders = [
+        (7, f"t{i}", channel, ago(i + 1), Decimal(amount), Decimal("0"), False)
+        for i, (channel, amount) in enumerate([("tmall", "0.10"), ("tmall", "0.20"), ("tmall", "0.30"), ("jd", "0.60")])
+    ]
+    schema = ORDERS_SCHEMA.replace(" double", " decimal(18,2)")
+    persons = spark.createDataFrame([(7,)], "one_id long")
+    profiles = []
+    for rows, partitions in ((orders, 1), (orders[::-1], 3)):
+        facts = {"orders": spark.createDataFrame(rows, schema).repartition(partitions)}
+        profiles.append(engine.compute(catalogue, facts, persons, as_of=AS_OF).profile.first().asDict())
+    assert profiles[0]["top_channel"] == "jd"  # a tie at 0.60: the smaller value
+    assert profiles[0]["spend"] == 1.2
+    assert profiles[0] == profiles[1]
 
 
 def test_long_table_has_one_row_per_known_value(spark: SparkSession, catalogue_dir: Path) -> None:
