@@ -48,6 +48,8 @@ def get_spark(cfg: Config) -> SparkSession:
     remote = cfg.spark.remote or os.environ.get("SPARK_REMOTE")
     if remote:
         logger.info("Spark Connect session at %s", remote)
+        if remote.startswith("local"):  # a Connect server started here: its Python workers are ours too
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder.remote(remote)
         return _apply_conf(builder, cfg, runtime_only=True).getOrCreate()
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -144,3 +148,28 @@ def test_default_catalogue_on_generated_data(spark: SparkSession, resolved_lake:
     stages = {r.lifecycle_stage or "(none)": r["count"] for r in profile.groupBy("lifecycle_stage").count().collect()}
     shown = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out if line.startswith("  ")}
     assert {k: shown[k] for k in stages} == stages
+
+
+def test_over_spark_connect_the_job_writes_the_same_profile(
+    spark: SparkSession, resolved_lake: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`cdp run tags` over a local Spark Connect server gives the profile the classic session gives.
+
+    The Connect run is its own process (this one holds the classic session the other tests use).
+    """
+    as_of = "2026-09-01"
+    lakes = {}
+    for name in ("classic", "connect"):
+        lakes[name] = tmp_path / name
+        shutil.copytree(resolved_lake, lakes[name], ignore=shutil.ignore_patterns("tags", "_checkpoints", "logs"))
+    command = [str(Path(sys.executable).parent / "cdp"), "run", "tags", "--lake", str(lakes["connect"])]
+    env = {**os.environ, "SPARK_REMOTE": "local[2]"}
+    done = subprocess.run(
+        [*command, "--as-of", as_of], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    assert tags_main(["--lake", str(lakes["classic"]), "--as-of", as_of, "--run-id", "k1"]) == 0
+    classic, connect = (Lake(spark, str(lakes[n])).read(PROFILE) for n in ("classic", "connect"))
+    assert classic.count() > 0
+    assert classic.exceptAll(connect).count() == 0 and connect.exceptAll(classic).count() == 0

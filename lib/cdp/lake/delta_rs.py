@@ -150,7 +150,8 @@ class DeltaRsEngine:
     def write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
         commit_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         folder = f"{request.path.rstrip('/')}/{COMMIT_DIR}={commit_id}"
-        writer = df.select(*request.schema.names).write.mode("errorifexists")
+        # "error", not its synonym "errorifexists", which the Spark Connect client refuses.
+        writer = df.select(*request.schema.names).write.mode("error")
         if request.partition_by:
             writer = writer.partitionBy(*request.partition_by)
         writer.parquet(folder)

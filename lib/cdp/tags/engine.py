@@ -121,13 +121,13 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
         else:
             profile = profile.select("*", *[F.lit(None).cast("double").alias(t.key) for t in clv_tags])
     fills = [t for t in catalogue.of_kind(Metric) if t.spec.fill is not None]
-    profile = _doubles(profile.withColumns({t.key: F.coalesce(F.col(t.key), F.lit(t.spec.fill)) for t in fills}))
+    profile = _doubles(_with(profile, {t.key: F.coalesce(F.col(t.key), F.lit(t.spec.fill)) for t in fills}))
     profile = profile.localCheckpoint()
     # Derived levels are column expressions over that checkpoint: a level's quantiles read it with
     # the levels before as projections, and one checkpoint at the end keeps the profile's rows.
     for level in catalogue.levels():
         cuts = _quantiles(profile, [t for t in level if isinstance(t.spec, Score)])
-        profile = _doubles(profile.withColumns({t.key: _derived(t, cuts) for t in level}))
+        profile = _doubles(_with(profile, {t.key: _derived(t, cuts) for t in level}))
     profile = profile.localCheckpoint()
     columns = ["one_id", "as_of", *(t.key for t in catalogue)]
     return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes))
@@ -249,7 +249,12 @@ def _doubles(profile: DataFrame) -> DataFrame:
     """Decimal columns as doubles: sums of money are exact decimals; SQL reads `86400.0` as a decimal
     literal. Tag values are doubles, whatever the fact's type or the author typed."""
     decimals = [f.name for f in profile.schema.fields if isinstance(f.dataType, DecimalType)]
-    return profile.withColumns({c: F.col(c).cast("double") for c in decimals})
+    return _with(profile, {c: F.col(c).cast("double") for c in decimals})
+
+
+def _with(df: DataFrame, columns: Mapping[str, Column]) -> DataFrame:
+    """`df.withColumns(columns)`; nothing to add is no change (Spark Connect refuses an empty mapping)."""
+    return df.withColumns(dict(columns)) if columns else df
 
 
 def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[float]]:
