@@ -212,11 +212,6 @@ def one_ids(lake: Lake) -> DataFrame:
     return lake.read(facts.ONEID_MAP).select("one_id").distinct()
 
 
-def needed_facts(catalogue: Catalogue) -> set[str]:
-    """The facts `cdp run tags` builds for a catalogue."""
-    return {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
-
-
 @dataclass(frozen=True)
 class EngineRun:
     seconds: float
@@ -234,7 +229,7 @@ def run_engine(
     first = sql.fence()
     marks = [time.monotonic()]
     with engine.planned_partitioning(spark) as partitions:
-        built = facts.build(lake, as_of, needed_facts(catalogue), partitions=partitions)
+        built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
         marks.append(time.monotonic())
         result = engine.compute(catalogue, built, facts.persons(lake, partitions=partitions), as_of=as_of)
         marks.append(time.monotonic())
@@ -393,7 +388,7 @@ def run_baseline(
     first = sql.fence()
     started = time.monotonic()
     cut = facts.as_of_instant(as_of)
-    for name in sorted(needed_facts(catalogue)):
+    for name in sorted(facts.needed(catalogue)):
         facts.FACTS[name](lake, cut).createOrReplaceTempView(f"fact_{name}")  # not checkpointed: silver each time
     one_ids(lake).createOrReplaceTempView("persons")  # not checkpointed either
     derived = [t for level in catalogue.levels() for t in level]
@@ -608,7 +603,7 @@ def main() -> None:
     run = run_engine(spark, lake, catalogue, args.as_of, out / "engine", sql)
     report_engine("default catalogue", catalogue, run, spark, persons)
     columns = {"engine": run.scans}
-    check_scans("engine, default catalogue", run.scans, needed_facts(catalogue))
+    check_scans("engine, default catalogue", run.scans, facts.needed(catalogue))
 
     base = None
     if not args.skip_baseline:
@@ -622,7 +617,7 @@ def main() -> None:
         big = run_engine(spark, lake, larger, args.as_of, out / "engine_variants", sql)
         report_engine("generated catalogue", larger, big, spark, persons)
         columns[f"{len(larger)} tags"] = big.scans
-        check_scans(f"engine, {len(larger)} tags", big.scans, needed_facts(larger))
+        check_scans(f"engine, {len(larger)} tags", big.scans, facts.needed(larger))
         grew = {t for t in big.scans if big.scans[t] > run.scans[t]}
         print(f"scans grew with the number of tags: {', '.join(sorted(grew)) or 'none'}")
         if base is not None:

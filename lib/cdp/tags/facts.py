@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp.lake import Lake
+from cdp.tags.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,11 @@ FACTS: Mapping[str, Callable[[Lake, dt.datetime], DataFrame | None]] = {
     "app_events": _app_events,
     "members": _members,
 }
+
+
+def needed(catalogue: Catalogue) -> set[str]:
+    """The facts a catalogue reads: those its tags name, and `orders` (the value models fit on them)."""
+    return {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
 
 
 def build(lake: Lake, as_of: dt.date, needed: set[str], *, partitions: int) -> dict[str, DataFrame]:

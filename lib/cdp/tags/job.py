@@ -49,8 +49,7 @@ def run(ctx: JobContext) -> None:
     logger.info("tags: %d tags in %d families, as of %s", len(catalogue), len(catalogue.families), as_of)
     with engine.planned_partitioning(lake.spark) as partitions:
         with stage("tags facts"):
-            needed = {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
-            built = facts.build(lake, as_of, needed, partitions=partitions)
+            built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
         with stage("tags compute"):
             persons = facts.persons(lake, partitions=partitions)
             result = engine.compute(catalogue, built, persons, as_of=as_of)
