@@ -236,8 +236,8 @@ def run_engine(
     # Partitioned as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
     result.profile.write.mode("overwrite").partitionBy("as_of").parquet(str(out / "profile"))
     marks.append(time.monotonic())
-    long = engine.long_tags(catalogue, result.profile)
-    long.write.mode("overwrite").partitionBy("family", "as_of").parquet(str(out / "long"))
+    for i, part in enumerate(engine.long_tags(catalogue, result.profile)):  # one write per family, as the job
+        part.write.mode("append" if i else "overwrite").partitionBy("family", "as_of").parquet(str(out / "long"))
     marks.append(time.monotonic())
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)
@@ -422,7 +422,7 @@ def baseline_long(spark: SparkSession, catalogue: Catalogue, as_of: dt.date, fol
         value = spark.read.parquet(str(folder / tag.key)).select(
             "one_id", F.lit(as_of).alias("as_of"), F.col("value").alias(tag.key)
         )
-        parts.append(engine.long_tags(Catalogue((tag,)), value))
+        parts.extend(engine.long_tags(Catalogue((tag,)), value))
     return functools.reduce(DataFrame.unionByName, parts)
 
 

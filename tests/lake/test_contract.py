@@ -240,6 +240,26 @@ def test_replace_partitions_of_typed_partition_columns(lake: Lake, spark: SparkS
     assertDataFrameEqual(lake.read("silver.typed"), spark.createDataFrame([(day, 1, "new"), (day, 2, "keep")], schema))
 
 
+def test_parts_of_one_write_are_one_version(lake: Lake, spark: SparkSession) -> None:
+    schema = "n long, part string"
+    lake.overwrite("silver.parts", spark.createDataFrame([(1, "a"), (2, "b"), (3, "c")], schema), partition_by=["part"])
+    before = lake.info("silver.parts").version
+    # Each part with its partition value as a literal, as the tag engine writes its long table.
+    parts = [
+        spark.range(10, 10 + k).select(F.col("id").alias("n"), F.lit(p).alias("part")) for p, k in (("a", 2), ("b", 3))
+    ]
+    result = lake.replace_partitions("silver.parts", parts, partition_by=["part"])
+    assert result.version == before + 1 and result.rows == 5
+    expected = [(10, "a"), (11, "a"), (10, "b"), (11, "b"), (12, "b"), (3, "c")]
+    assertDataFrameEqual(lake.read("silver.parts"), spark.createDataFrame(expected, schema))
+    wrong = [parts[0], parts[1].select(F.col("n").cast("string").alias("n"), "part")]
+    with pytest.raises(SchemaMismatchError, match=r"silver.parts: the parts of one write differ"):
+        lake.replace_partitions("silver.parts", wrong, partition_by=["part"])
+    with pytest.raises(LakeError, match=r"silver.parts: nothing to write"):
+        lake.replace_partitions("silver.parts", [], partition_by=["part"])
+    assert lake.info("silver.parts").version == before + 1
+
+
 def test_history_names_job_and_run(lake: Lake, spark: SparkSession) -> None:
     lake.overwrite("ops.h", spark.range(2))
     lake.append("ops.h", spark.range(2))

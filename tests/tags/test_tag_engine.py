@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -201,15 +202,36 @@ def test_values_do_not_depend_on_the_order_rows_are_added_in(spark: SparkSession
     assert profiles[0] == profiles[1]
 
 
-def test_long_table_has_one_row_per_known_value(spark: SparkSession, catalogue_dir: Path) -> None:
-    catalogue = load_catalogue(catalogue_dir, FACTS)
+def test_long_table_has_one_row_per_known_value_in_one_part_per_family(
+    spark: SparkSession, catalogue_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copy(catalogue_dir / "behaviour.yaml", tmp_path / "behaviour.yaml")
+    write(tmp_path, LOYALTY, "loyalty.yaml")
+    catalogue = load_catalogue(tmp_path, FACTS)
     facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
     persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
     result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
-    rows = {(r.one_id, r.tag): r.value for r in engine.long_tags(catalogue, result.profile).collect()}
+    parts = engine.long_tags(catalogue, result.profile)
+    families = [{(r.family, r.as_of) for r in part.select("family", "as_of").distinct().collect()} for part in parts]
+    assert families == [{("behaviour", AS_OF)}, {("loyalty", AS_OF)}]
+    rows = {(r.one_id, r.tag): r.value for part in parts for r in part.collect()}
     assert rows[(3, "orders_total")] == "0" and (3, "last_channel") not in rows
     assert rows[(2, "spend")] == "200.0" and rows[(2, "segment")] == "star"
-    assert {r.family for r in engine.long_tags(catalogue, result.profile).select("family").collect()} == {"behaviour"}
+    assert rows[(1, "repeat_buyer")] == "true" and rows[(2, "repeat_buyer")] == "false"
+    keys = {t.key for t in catalogue}
+    known = sum(v is not None for r in result.profile.collect() for k, v in r.asDict().items() if k in keys)
+    assert len(rows) == known
+
+
+LOYALTY = """
+family: loyalty
+tags:
+  - key: repeat_buyer
+    name: {zh: 复购, en: Repeat buyer}
+    description: more than one order
+    kind: expr
+    expr: orders_total > 1
+"""
 
 
 def write(folder: Path, text: str, name: str = "f.yaml") -> Path:

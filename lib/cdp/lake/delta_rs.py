@@ -147,14 +147,16 @@ class DeltaRsEngine:
 
     # -- write ----------------------------------------------------------------------------------
 
-    def write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
+    def write(self, parts: Sequence[DataFrame], request: WriteRequest) -> WriteResult:
         commit_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         folder = f"{request.path.rstrip('/')}/{COMMIT_DIR}={commit_id}"
-        # "error", not its synonym "errorifexists", which the Spark Connect client refuses.
-        writer = df.select(*request.schema.names).write.mode("error")
-        if request.partition_by:
-            writer = writer.partitionBy(*request.partition_by)
-        writer.parquet(folder)
+        for i, part in enumerate(parts):
+            # The first part creates the folder ("error", not its synonym "errorifexists", which the
+            # Spark Connect client refuses); the others add files to it. Nothing is committed yet.
+            writer = part.select(*request.schema.names).write.mode("append" if i else "error")
+            if request.partition_by:
+                writer = writer.partitionBy(*request.partition_by)
+            writer.parquet(folder)
         adds = self._add_actions(request.path, folder)
         rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
         written = sum(a.size for a in adds)

@@ -10,7 +10,9 @@ Spark Connect as well.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+from collections.abc import Sequence
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -68,7 +70,8 @@ class DeltaSparkEngine:
             reader = reader.option("timestampAsOf", timestamp.astimezone(dt.UTC).isoformat())
         return reader.load(path)
 
-    def write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
+    def write(self, parts: Sequence[DataFrame], request: WriteRequest) -> WriteResult:
+        df = functools.reduce(DataFrame.unionByName, parts)  # one Delta write: one commit
         metadata = {
             **request.metadata,
             "cdp.app_id": request.app_id,

@@ -153,7 +153,7 @@ class Lake:
     def replace_partitions(
         self,
         name: str,
-        df: DataFrame,
+        df: DataFrame | Sequence[DataFrame],
         *,
         partition_by: Sequence[str],
         partitions: Iterable[Mapping[str, object]] | None = None,
@@ -162,6 +162,9 @@ class Lake:
         """Replace whole partitions atomically; the others stay as they are.
 
         Args:
+            df: the rows, or several DataFrames of the same columns (parts) committed as one version.
+                Spark writes each part by itself: a part whose partition values are literals is
+                written without sorting its rows by them (what one DataFrame of several partitions needs).
             partitions: the partitions to replace, as {column: value}; rows of `df` must fall in
                 them. None replaces exactly the partitions present in `df` (dynamic overwrite).
         """
@@ -179,13 +182,23 @@ class Lake:
     def _write(
         self,
         name: str,
-        df: DataFrame,
+        data: DataFrame | Sequence[DataFrame],
         mode: WriteMode,
         partition_by: Sequence[str],
         partitions: tuple | None,
         evolve: bool,
     ) -> WriteResult:
         path = self.path(name)
+        parts = [data] if isinstance(data, DataFrame) else list(data)
+        if not parts:
+            raise LakeError(f"table {name}: nothing to write (no parts)")
+        df = parts[0]
+        for other in parts[1:]:
+            if _columns(other) != _columns(df):
+                raise SchemaMismatchError(
+                    f"table {name}: the parts of one write differ: {other.schema.simpleString()} "
+                    f"against {df.schema.simpleString()}"
+                )
         app_id = f"cdp/{self.job}/{self.run_id}"
         txn_version = self._writes[name]
         self._writes[name] += 1
@@ -212,7 +225,7 @@ class Lake:
         if missing:
             raise SchemaMismatchError(f"table {name}: partition column {', '.join(missing)} not in the data")
         target = schema_rules.resolve(name, current, df.schema, replace=mode == "overwrite", evolve=evolve)
-        aligned = _align(df, target)
+        aligned = [_align(part, target) for part in parts]
 
         request = WriteRequest(
             table=name,
@@ -238,6 +251,10 @@ class Lake:
         )
         self.results.append(result)
         return result
+
+
+def _columns(df: DataFrame) -> list[tuple[str, object]]:
+    return [(f.name, f.dataType) for f in df.schema]
 
 
 def _align(df: DataFrame, target: StructType) -> DataFrame:
