@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from cdp.errors import ConfigError
 from cdp.tags import engine
+from cdp.tags import facts as tag_facts
 from cdp.tags.catalogue import load_catalogue
 
 AS_OF = dt.date(2026, 6, 1)
@@ -289,3 +290,28 @@ def test_an_expression_the_fact_cannot_answer_is_refused_before_any_work(spark: 
     with pytest.raises(ConfigError, match=r"tag a: column 'amount_paid' is not valid over fact orders") as caught:
         engine.compute(catalogue, facts, persons, as_of=AS_OF)
     assert str(path) in str(caught.value)
+
+
+def test_facts_keep_the_columns_the_catalogue_names(tmp_path: Path) -> None:
+    body = (
+        "family: f\ntags:\n"
+        + TAG.format(key="a")
+        + "    kind: metric\n    fact: order_lines\n    agg: sum\n    column: '`Unit_Price` * qty'\n"
+        + "    where: 'brand = ''sku'' AND category_l1 <> \"price\"'\n"
+        + TAG.format(key="b")
+        + "    kind: top\n    fact: app_events\n    by: os\n    measure: '1'\n"
+        + TAG.format(key="c")
+        + "    kind: metric\n    fact: members\n    agg: count\n    where: struct(*) IS NOT NULL\n"
+    )
+    write(tmp_path, body)
+    needed = tag_facts.needed(load_catalogue(tmp_path, FACTS))
+    # Names inside string literals ('sku', "price") are not columns; a `*` keeps every column.
+    assert needed["order_lines"] & {"unit_price", "qty", "brand", "category_l1", "sku", "price"} == {
+        "unit_price",
+        "qty",
+        "brand",
+        "category_l1",
+    }
+    assert "event_id" not in needed["app_events"] and "os" in needed["app_events"]
+    assert needed["members"] is None
+    assert needed["orders"] == {"amount", "returned"}  # the value models' columns, with no orders tag

@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -188,15 +189,46 @@ FACTS: Mapping[str, Callable[[Lake, dt.datetime], DataFrame | None]] = {
 }
 
 
-def needed(catalogue: Catalogue) -> set[str]:
-    """The facts a catalogue reads: those its tags name, and `orders` (the value models fit on them)."""
-    return {t.spec.fact for t in catalogue if hasattr(t.spec, "fact")} | {"orders"}
+# What the value models read from the orders (`cdp.tags.engine`), whatever the catalogue.
+CLV_COLUMNS = ("amount", "returned")
+_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NAME = re.compile(r"`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*)")
+_STAR = re.compile(r"(?:^|[(,.])\s*\*")
 
 
-def build(lake: Lake, as_of: dt.date, needed: set[str], *, partitions: int) -> dict[str, DataFrame]:
+def needed(catalogue: Catalogue) -> dict[str, frozenset[str] | None]:
+    """The facts a catalogue reads (those its tags name, and `orders`: the value models fit on
+    them), each with the columns its tags' expressions name besides `one_id` and `ts`.
+
+    A fact is built with these columns only: an order line's order id, product code and list
+    price, an app event's id are carried by no default tag, and are the widest columns of their
+    facts. A name counts wherever it appears outside a string literal, so a word that is also a
+    column keeps the column (never the reverse); an expression with `*` keeps every column
+    (None). `engine.check` then analyses every expression against the pruned fact.
+    """
+    columns: dict[str, set[str] | None] = {"orders": set(CLV_COLUMNS)}
+    for tag in catalogue:
+        spec = tag.spec
+        if not hasattr(spec, "fact"):
+            continue
+        texts = [getattr(spec, a, None) for a in ("column", "where", "by", "measure")]
+        names = columns.setdefault(spec.fact, set())
+        for text in filter(None, texts):
+            bare = _LITERAL.sub("''", text)
+            if names is None or _STAR.search(bare):
+                columns[spec.fact] = None
+                break
+            names.update((quoted or plain).lower() for quoted, plain in _NAME.findall(bare))
+    return {name: None if names is None else frozenset(names) for name, names in columns.items()}
+
+
+def build(
+    lake: Lake, as_of: dt.date, needed: Mapping[str, Collection[str] | None], *, partitions: int
+) -> dict[str, DataFrame]:
     """The facts named in `needed` that have a silver source, cut before `as_of` and checkpointed.
 
-    Each is hash-partitioned by `one_id` into `partitions` and sorted by it within them.
+    Each keeps `one_id`, `ts` and the columns `needed` names for it (every column for None), and
+    is hash-partitioned by `one_id` into `partitions` and sorted by it within them.
     """
     cut = as_of_instant(as_of)
     built = {}
@@ -205,6 +237,10 @@ def build(lake: Lake, as_of: dt.date, needed: set[str], *, partitions: int) -> d
         if fact is None:
             logger.warning("tags: fact %s has no silver table yet; its tags are null (fill values aside)", name)
             continue
+        wanted = needed[name]
+        if wanted is not None:
+            keep = {"one_id", "ts", *wanted}
+            fact = fact.select(*[c for c in fact.columns if c.lower() in keep])
         built[name] = _by_person(fact, partitions)
     return built
 
