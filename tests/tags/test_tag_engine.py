@@ -169,6 +169,16 @@ def test_metrics_windows_filters_and_fill(profile: dict[int, dict]) -> None:
     assert [profile[p]["last_channel"] for p in PERSONS] == ["store", "jd", None, "store", "jd"]
 
 
+def test_counts_are_longs_as_in_profiles_already_written(spark: SparkSession, catalogue_dir: Path) -> None:
+    # A type change of a profile column is refused when the next date is written to an existing lake.
+    catalogue = load_catalogue(catalogue_dir, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
+    schema = engine.compute(catalogue, facts, persons, as_of=AS_OF).profile.schema
+    types = {k: schema[k].dataType.simpleString() for k in ("orders_total", "channels", "top_channel", "spend")}
+    assert types == {"orders_total": "bigint", "channels": "bigint", "top_channel": "string", "spend": "double"}
+
+
 def test_top_is_the_value_with_the_largest_measure_in_the_window(profile: dict[int, dict]) -> None:
     # Person 1: store 100 against tmall 50 (the returned tmall order of 400 days ago is outside the window).
     assert [profile[p]["top_channel"] for p in PERSONS] == ["store", "jd", None, "store", "jd"]
