@@ -48,7 +48,7 @@ PLANNED = {
     "spark.sql.adaptive.enabled": ("false", "every pass shuffles its fact again"),
     # An aggregation whose input is sorted by its keys runs as one sort-based step (Spark's
     # ReplaceHashWithSortAgg rule), not as a partial and a final hash aggregation.
-    "spark.sql.execution.replaceHashWithSortAgg": ("true", "the preference sums are hash aggregations"),
+    "spark.sql.execution.replaceHashWithSortAgg": ("true", "the passes are hash aggregations"),
 }
 
 
