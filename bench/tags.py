@@ -231,7 +231,9 @@ def run_engine(
     with engine.planned_partitioning(spark) as partitions:
         built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
         marks.append(time.monotonic())
-        result = engine.compute(catalogue, built, facts.persons(lake, partitions=partitions), as_of=as_of)
+        persons = facts.persons(lake, partitions=partitions)
+        result = engine.compute(catalogue, built, persons, as_of=as_of)
+        facts.release([*built.values(), persons])
         marks.append(time.monotonic())
     # Partitioned as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
     result.profile.write.mode("overwrite").partitionBy("as_of").parquet(str(out / "profile"))

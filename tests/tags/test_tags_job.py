@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from cdp.cli import main as cli_main
 from cdp.lake import Lake
 from cdp.lake.delta_rs import DeltaRsEngine
 from cdp.schemas import SILVER
+from cdp.tags import engine
+from cdp.tags import facts as tag_facts
 from cdp.tags.catalogue import load_catalogue
 from cdp.tags.facts import FACTS
 from cdp.tags.job import CUSTOMER_TAGS, EVENTS, PROFILE
@@ -96,6 +99,42 @@ def test_as_of_sees_only_facts_before_the_date(spark: SparkSession, small_lake: 
     assert after[101]["lifecycle_stage"] == "loyal"
     # The profile of D is still there, unchanged: each date has its own partitions.
     assert profile_of(spark, small_lake, D)[101]["orders_total"] == 2
+
+
+def outside_caches(plan: str) -> list[str]:
+    """The operators of a printed physical plan, without the plans cached data was made by."""
+    kept, cached_at = [], None
+    for line in plan.splitlines():
+        depth = len(line) - len(line.lstrip(" :+-"))
+        if cached_at is not None and depth > cached_at:
+            continue
+        cached_at = depth if "InMemoryRelation" in line else None
+        kept.append(re.sub(r"^\*\(\d+\) ", "", line.strip(" :+-")))  # without the codegen stage
+    return kept
+
+
+def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, capsys) -> None:
+    lake = Lake(spark, small_lake)
+    built = tag_facts.build(lake, D, tag_facts.needed(load_catalogue(CATALOGUE, FACTS)), partitions=3)
+    people = tag_facts.persons(lake, partitions=3)
+    frames = [*built.values(), people]
+    assert sorted(built) == ["members", "order_lines", "orders"]  # no app events in this lake
+    assert all(f.storageLevel.useMemory for f in frames)
+    # A pass over a cached fact, joined to the persons, neither shuffles nor sorts them again.
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # a sort-merge join, as at scale
+    try:
+        with engine.planned_partitioning(spark):
+            capsys.readouterr()
+            built["orders"].groupBy("one_id").count().join(people, "one_id").explain()
+            plan = outside_caches(capsys.readouterr().out)
+    finally:
+        spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    assert any(op.startswith("SortMergeJoin") for op in plan), plan
+    assert sum(op.startswith("InMemoryTableScan") for op in plan) == 2, plan
+    assert not [op for op in plan if op.startswith(("Exchange", "Sort "))], plan
+    assert sorted(r.one_id for r in built["orders"].collect()) == [101, 101, 102]  # P3, P4: at or after D
+    tag_facts.release(frames)
+    assert not any(f.storageLevel.useMemory or f.storageLevel.useDisk for f in frames)
 
 
 def test_events_list_the_changes_since_the_previous_date(spark: SparkSession, small_lake: str, monkeypatch) -> None:

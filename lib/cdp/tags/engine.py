@@ -56,11 +56,11 @@ PLANNED = {
 def planned_partitioning(spark: SparkSession) -> Iterator[int]:
     """Adaptive query execution off while the tags are computed; yields the number of partitions to use.
 
-    The facts and the persons are hash-partitioned by `one_id` once and checkpointed
-    (`cdp.tags.facts`), so that every aggregation and join by `one_id` after them needs no shuffle.
-    A checkpoint keeps the partitioning of the plan that made it only when that plan was not
-    adaptive: an adaptive plan reports its partitioning as unknown, and Spark would then shuffle
-    the facts again for each pass and the profile again for each join. Aggregations over input
+    The facts and the persons are hash-partitioned by `one_id` once and cached (`cdp.tags.facts`),
+    so that every aggregation and join by `one_id` after them needs no shuffle. The partitioning
+    of a plan is known to the plans reading it (a checkpoint of it, the passes joined to the
+    profile) only when that plan was not adaptive: an adaptive plan reports its partitioning as
+    unknown, and Spark would then shuffle the passes and the profile again for each join. Aggregations over input
     sorted by their keys are sort-based (`PLANNED`). Where the session refuses a setting (some
     managed runtimes), the tags are computed without it: the same values, more work.
     """

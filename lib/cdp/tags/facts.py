@@ -2,11 +2,11 @@
 
 Every fact has `one_id` and `ts` (UTC), and holds only rows with `ts` before the as-of time, so a
 tag computed "as of" a past date never sees anything at or after it. Records whose one_id is
-unknown (not yet resolved) are left out. Each fact is built once per run and checkpointed: every
+unknown (not yet resolved) are left out. Each fact is built once per run and cached: every
 silver table is read once per fact that uses it, whatever the number of tags. Facts and persons
 are hash-partitioned by `one_id` into the same number of partitions (and sorted by it), so every
 aggregation and join of the engine after them runs without another shuffle (see
-`cdp.tags.engine.planned_partitioning`).
+`cdp.tags.engine.planned_partitioning`). `release` drops them once the tags are computed.
 
 - `orders`: one row per order, at the till or online (silver.pos_orders, silver.ecom_orders);
 - `order_lines`: one row per order line with its product (silver.pos_order_items with their
@@ -22,7 +22,7 @@ import datetime as dt
 import functools
 import logging
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -225,10 +225,11 @@ def needed(catalogue: Catalogue) -> dict[str, frozenset[str] | None]:
 def build(
     lake: Lake, as_of: dt.date, needed: Mapping[str, Collection[str] | None], *, partitions: int
 ) -> dict[str, DataFrame]:
-    """The facts named in `needed` that have a silver source, cut before `as_of` and checkpointed.
+    """The facts named in `needed` that have a silver source, cut before `as_of` and cached.
 
-    Each keeps `one_id`, `ts` and the columns `needed` names for it (every column for None), and
-    is hash-partitioned by `one_id` into `partitions` and sorted by it within them.
+    Each keeps `one_id`, `ts` and the columns `needed` names for it (every column for None), is
+    hash-partitioned by `one_id` into `partitions` and sorted by it within them, and is cached
+    until `release`.
     """
     cut = as_of_instant(as_of)
     built = {}
@@ -250,5 +251,18 @@ def persons(lake: Lake, *, partitions: int) -> DataFrame:
     return _by_person(lake.read(ONEID_MAP).select("one_id").distinct(), partitions)
 
 
+def release(frames: Iterable[DataFrame]) -> None:
+    """Drop the cache of facts and persons (from `build`, `persons`) no longer read."""
+    for frame in frames:
+        frame.unpersist()
+
+
 def _by_person(df: DataFrame, partitions: int) -> DataFrame:
-    return df.repartition(partitions, "one_id").sortWithinPartitions("one_id").localCheckpoint()
+    # Cached, not checkpointed: a cache is columnar and compressed, and can be dropped once the
+    # profile is computed, leaving the memory to it for the writes. At 1M persons the facts took
+    # 3.4 GB of the driver's 4.6 GB of storage memory as checkpoint blocks (rows), which no API
+    # frees: the profile's checkpoint then pushed them to disk, and was pushed there in part
+    # itself (facts + tags 222 s -> 196 s cached). A cached plan keeps its partitioning and order.
+    cached = df.repartition(partitions, "one_id").sortWithinPartitions("one_id").persist()
+    cached.count()  # built now, once, from silver: the passes read the cache
+    return cached

@@ -52,7 +52,10 @@ def run(ctx: JobContext) -> None:
             built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
         with stage("tags compute"):
             persons = facts.persons(lake, partitions=partitions)
-            result = engine.compute(catalogue, built, persons, as_of=as_of)
+            try:
+                result = engine.compute(catalogue, built, persons, as_of=as_of)
+            finally:
+                facts.release([*built.values(), persons])  # the profile is checkpointed
             profile = result.profile
             logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
     with stage("tags events"):
