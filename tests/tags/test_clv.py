@@ -17,7 +17,7 @@ from pyspark.testing import assertDataFrameEqual
 from scipy.special import hyp2f1
 
 from cdp.errors import DataQualityError
-from cdp.tags.clv import BgNbd, GammaGamma, fit_bgnbd, fit_gamma_gamma, predict, summary
+from cdp.tags.clv import BgNbd, GammaGamma, Levels, bgnbd_loglik, fit_bgnbd, fit_gamma_gamma, predict, summary
 
 UTC = dt.UTC
 AS_OF = dt.datetime(2024, 1, 29, tzinfo=UTC)
@@ -201,6 +201,26 @@ def test_fits_recover_the_generating_parameters(simulated) -> None:
     for truth, fitted in ((TRUE_BG, bg), (TRUE_GG, gg)):
         for name, value in vars(truth).items():
             assert getattr(fitted, name) == pytest.approx(value, rel=0.10), (name, fitted)
+
+
+def loglik_oracle(r: float, alpha: float, a: float, b: float, x: int, tx: float, big_t: float) -> float:
+    """BG/NBD eq. 6 (Fader, Hardie & Lee 2005) for one customer, as printed, in plain floats."""
+    beta = lambda p, q: math.exp(math.lgamma(p) + math.lgamma(q) - math.lgamma(p + q))  # noqa: E731
+    head = math.exp(math.lgamma(r + x) - math.lgamma(r)) * alpha**r
+    alive = beta(a, b + x) / beta(a, b) / (alpha + big_t) ** (r + x)
+    gone = beta(a + 1, b + x - 1) / beta(a, b) / (alpha + tx) ** (r + x) if x > 0 else 0.0
+    return math.log(head * (alive + gone))
+
+
+def test_bgnbd_loglik_matches_the_paper() -> None:
+    # repeated x, t_x and T (computed once per distinct value), x = 0, and an unsorted order
+    rows = [(3, 2.0, 5.0), (0, 0.0, 5.0), (3, 4.5, 5.0), (1, 2.0, 9.0), (0, 0.0, 1.5), (7, 4.5, 9.0), (1, 0.5, 1.5)]
+    x, tx, big_t = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
+    for params in ((0.25, 4.0, 0.8, 2.5), (1.7, 0.6, 2.2, 0.9)):
+        want = [loglik_oracle(*params, *row) for row in rows]
+        assert bgnbd_loglik(params, x, tx, big_t) == pytest.approx(want, rel=1e-12)
+        levels = bgnbd_loglik(params, Levels.of(x), Levels.of(tx), Levels.of(big_t))
+        assert levels == pytest.approx(want, rel=1e-12)
 
 
 def test_fits_name_what_is_missing(spark: SparkSession) -> None:

@@ -10,7 +10,8 @@ curves"; Colombo & Jiang 1999): a customer's order values are Gamma(p, nu) with 
 2. `fit_bgnbd` / `fit_gamma_gamma`: the statistics are grouped to their distinct values with a count
    (far fewer rows than customers), collected, and the weighted log-likelihood is maximised with scipy
    on log-parameters, after rescaling time (or money) to a mean of 1 so that the start point (all
-   parameters 1) is sensible whatever the unit.
+   parameters 1) is sensible whatever the unit. The BG/NBD likelihood evaluates its special functions
+   once per distinct x and its logarithms once per distinct t_x or T (`Levels`).
 3. `predict`: column expressions (eq. 10 of the BG/NBD paper, P(alive), the Gamma-Gamma conditional
    mean), with the Gaussian hypergeometric function from a pandas UDF, so it runs on Spark Connect too.
 
@@ -27,6 +28,7 @@ closed-form likelihoods of a few lines each. Both libraries also want one pandas
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +69,24 @@ class GammaGamma:
     p: float
     q: float
     v: float
+
+
+@dataclass(frozen=True)
+class Levels:
+    """An array as its distinct values and, for each element, the position of its value in them, so
+    that a function of the array is computed once per distinct value: `spread(f(levels.values))`."""
+
+    values: np.ndarray
+    index: np.ndarray
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> Levels:
+        values, index = np.unique(np.asarray(array, dtype=float), return_inverse=True)
+        return cls(values, index)
+
+    def spread(self, per_value: np.ndarray) -> np.ndarray:
+        """Values computed for each of `values`, placed on the elements of the array."""
+        return per_value[self.index]
 
 
 def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT_DAYS) -> DataFrame:
@@ -139,7 +159,7 @@ def fit_bgnbd(stats: DataFrame, *, penalizer: float = 0.0) -> BgNbd:
         )
     scale = float(np.dot(n, big_t) / n.sum())
     (r, alpha, a, b), detail = _maximise(
-        lambda params: bgnbd_loglik(params, x, tx / scale, big_t / scale),
+        functools.partial(bgnbd_loglik, x=Levels.of(x), tx=Levels.of(tx / scale), big_t=Levels.of(big_t / scale)),
         n,
         ("r", "alpha", "a", "b"),
         f"BG/NBD fit on {_name(stats)}",
@@ -228,14 +248,26 @@ def predict(stats: DataFrame, bg: BgNbd, gg: GammaGamma | None, *, horizon: floa
     ).withColumn("clv", F.col("expected_purchases") * F.col("expected_value"))
 
 
-def bgnbd_loglik(params: Sequence[float], x: np.ndarray, tx: np.ndarray, big_t: np.ndarray) -> np.ndarray:
-    """The log-likelihood of each (x, t_x, T) under BG/NBD (r, alpha, a, b), in the paper's closed form."""
+def bgnbd_loglik(
+    params: Sequence[float], x: np.ndarray | Levels, tx: np.ndarray | Levels, big_t: np.ndarray | Levels
+) -> np.ndarray:
+    """The log-likelihood of each (x, t_x, T) under BG/NBD (r, alpha, a, b), in the paper's closed form.
+
+    The special functions depend on x alone and the logarithms on t_x or T alone, and each takes far
+    fewer distinct values than there are rows: they are computed once per distinct value. A fit
+    passes `Levels` built once; arrays are turned into them on each call.
+    """
     r, alpha, a, b = params
-    head = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    alive = betaln(a, b + x) - betaln(a, b) - (r + x) * np.log(alpha + big_t)
-    repeat = x > 0
-    xr = np.where(repeat, x, 1.0)  # keeps b + x - 1 > 0 where the term is masked anyway
-    gone = np.where(repeat, betaln(a + 1, b + xr - 1) - betaln(a, b) - (r + x) * np.log(alpha + tx), -np.inf)
+    x, tx, big_t = (v if isinstance(v, Levels) else Levels.of(v) for v in (x, tx, big_t))
+    xs = x.values
+    repeat = xs > 0
+    xr = np.where(repeat, xs, 1.0)  # keeps b + x - 1 > 0 where the term is masked anyway
+    head = x.spread(gammaln(r + xs) - gammaln(r) + r * np.log(alpha))
+    alive = x.spread(betaln(a, b + xs) - betaln(a, b))
+    gone = x.spread(np.where(repeat, betaln(a + 1, b + xr - 1) - betaln(a, b), -np.inf))
+    power = r + x.spread(xs)
+    alive = alive - power * big_t.spread(np.log(alpha + big_t.values))
+    gone = gone - power * tx.spread(np.log(alpha + tx.values))
     return head + np.logaddexp(alive, gone)
 
 
