@@ -240,6 +240,31 @@ def test_replace_partitions_of_typed_partition_columns(lake: Lake, spark: SparkS
     assertDataFrameEqual(lake.read("silver.typed"), spark.createDataFrame([(day, 1, "new"), (day, 2, "keep")], schema))
 
 
+def test_a_partition_spec_naming_some_columns_replaces_every_value_of_the_others(
+    lake: Lake, spark: SparkSession
+) -> None:
+    schema = "family string, day string, v long"
+    rows = [("a", "d1", 1), ("b", "d1", 2), ("a", "d2", 3), ("b", "d2", 4)]
+    lake.overwrite("silver.by_day", spark.createDataFrame(rows, schema), partition_by=["family", "day"])
+    # Family b is gone from the new data of d1: replacing day d1 drops it there, and keeps d2 whole.
+    lake.replace_partitions(
+        "silver.by_day",
+        spark.createDataFrame([("a", "d1", 10)], schema),
+        partition_by=["family", "day"],
+        partitions=[{"day": "d1"}],
+    )
+    assertDataFrameEqual(
+        lake.read("silver.by_day"), spark.createDataFrame([("a", "d1", 10), ("a", "d2", 3), ("b", "d2", 4)], schema)
+    )
+    with pytest.raises(LakeError, match="outside those to replace"):
+        lake.replace_partitions(
+            "silver.by_day",
+            spark.createDataFrame([("a", "d3", 5)], schema),
+            partition_by=["family", "day"],
+            partitions=[{"day": "d1"}],
+        )
+
+
 def test_parts_of_one_write_are_one_version(lake: Lake, spark: SparkSession) -> None:
     schema = "n long, part string"
     lake.overwrite("silver.parts", spark.createDataFrame([(1, "a"), (2, "b"), (3, "c")], schema), partition_by=["part"])

@@ -235,18 +235,28 @@ class DeltaRsEngine:
     def _removes(self, table: DeltaTable, request: WriteRequest, adds: list[AddAction]) -> list[RemoveAction]:
         if request.mode != "replace_partitions":
             return []
-        targets = (
-            {_key(p, request.partition_by) for p in request.partitions}
-            if request.partitions is not None
-            else {_key(a.partition_values, request.partition_by) for a in adds}
-        )
-        outside = {_key(a.partition_values, request.partition_by) for a in adds} - targets
+        if request.partitions is None:  # dynamic: the partitions the data holds
+            specs = [
+                dict(zip(request.partition_by, k, strict=True))
+                for k in {_key(a.partition_values, request.partition_by) for a in adds}
+            ]
+        else:
+            specs = list(request.partitions)
+        # A spec matches the partitions whose values equal its own on the columns it names.
+        by_columns: dict[tuple[str, ...], set[tuple[str | None, ...]]] = {}
+        for spec in specs:
+            by_columns.setdefault(tuple(sorted(spec)), set()).add(_key(spec, sorted(spec)))
+
+        def replaced(values: PartitionSpec) -> bool:
+            return any(_key(values, columns) in keys for columns, keys in by_columns.items())
+
+        outside = {_key(a.partition_values, request.partition_by) for a in adds if not replaced(a.partition_values)}
         if outside:
             raise LakeError(
                 f"table {request.table}: the data holds partitions outside those to replace: "
                 + ", ".join(str(dict(zip(request.partition_by, k, strict=True))) for k in sorted(outside, key=str))
             )
-        active = [a for a in _active_files(table) if _key(a["partition"], request.partition_by) in targets]
+        active = [a for a in _active_files(table) if replaced(a["partition"])]
         now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
         return [
             RemoveAction(

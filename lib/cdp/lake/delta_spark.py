@@ -146,7 +146,8 @@ def _predicate(partitions: tuple[PartitionSpec, ...]) -> str:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     def one(spec: PartitionSpec) -> str:
+        # A column the spec leaves out matches every value: a spec of no column is every partition.
         terms = [f"`{k}` IS NULL" if v is None else f"`{k}` = {literal(v)}" for k, v in spec.items()]
-        return "(" + " AND ".join(terms) + ")"
+        return "(" + (" AND ".join(terms) or "true") + ")"
 
     return " OR ".join(one(p) for p in partitions) if partitions else "false"

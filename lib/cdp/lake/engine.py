@@ -16,6 +16,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
 WriteMode = Literal["overwrite", "append", "replace_partitions"]
+# Partition values by column, as strings (None: the null partition). In `WriteRequest.partitions`
+# a spec may name some of the partition columns only: it matches every value of the others.
 PartitionSpec = Mapping[str, str | None]
 
 

@@ -165,14 +165,16 @@ class Lake:
             df: the rows, or several DataFrames of the same columns (parts) committed as one version.
                 Spark writes each part by itself: a part whose partition values are literals is
                 written without sorting its rows by them (what one DataFrame of several partitions needs).
-            partitions: the partitions to replace, as {column: value}; rows of `df` must fall in
-                them. None replaces exactly the partitions present in `df` (dynamic overwrite).
+            partitions: the partitions to replace, as {column: value} (None: the null partition);
+                a partition column left out matches every value, so `{"as_of": d}` of a table
+                partitioned by (family, as_of) is every family of date d. Rows of `df` must fall
+                in them. None replaces exactly the partitions present in `df` (dynamic overwrite).
         """
         if not partition_by:
             raise LakeError(f"table {name}: replace_partitions needs partition columns")
         specs = None
         if partitions is not None:
-            specs = tuple({c: partition_string(p.get(c)) for c in partition_by} for p in partitions)
+            specs = tuple({c: partition_string(p[c]) for c in partition_by if c in p} for p in partitions)
             for p in partitions:
                 unknown = set(p) - set(partition_by)
                 if unknown:
