@@ -152,6 +152,77 @@ def test_events_list_the_changes_since_the_previous_date(spark: SparkSession, sm
     assert Lake(spark, small_lake).read(EVENTS).where(F.col("as_of") == F.lit(later)).count() == n
 
 
+BUYER_KIND = """
+  - key: buyer_kind
+    name: {zh: 买家类型, en: Buyer kind}
+    description: Repeat buyers and the others.
+    kind: cases
+    events: true
+    cases:
+      - {when: "orders_total >= 2", value: repeat}
+    otherwise: single
+"""
+
+
+def test_an_edited_catalogue_evolves_the_outputs(
+    spark: SparkSession, small_lake: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A tag added, a family removed, a tag's type changed: what an operator editing conf/tags gets."""
+    root, conf = tmp_path / "lake", tmp_path / "conf"
+    shutil.copytree(small_lake, root)
+    shutil.rmtree(root / "tags", ignore_errors=True)  # whatever other tests wrote
+    shutil.copytree(CATALOGUE.parent, conf)
+    monkeypatch.chdir(tmp_path)
+    first, second = D + dt.timedelta(days=60), D + dt.timedelta(days=90)
+
+    def run(as_of: dt.date, run_id: str) -> int:
+        args = ["--lake", str(root), "--conf-dir", str(conf), "--as-of", as_of.isoformat(), "--run-id", run_id]
+        return tags_main(args)
+
+    def families(as_of: dt.date) -> set[str]:
+        rows = Lake(spark, str(root)).read(CUSTOMER_TAGS).where(F.col("as_of") == F.lit(as_of))
+        return {r.family for r in rows.select("family").distinct().collect()}
+
+    assert run(first, "c1") == 0
+    assert "mother_baby" in families(first)
+    with (conf / "tags" / "behaviour.yaml").open("a", encoding="utf-8") as f:
+        f.write(BUYER_KIND)
+    (conf / "tags" / "mother_baby.yaml").unlink()
+    assert run(second, "c2") == 0
+    profiles = {d: profile_of(spark, str(root), d) for d in (first, second)}
+    assert {p["buyer_kind"] for p in profiles[first].values()} == {None}  # not computed then
+    assert {k: p["buyer_kind"] for k, p in profiles[second].items()} == {101: "repeat", 102: "single"}
+    assert {p["baby_stage_now"] for p in profiles[second].values()} == {None}  # its family is gone
+    assert any(p["baby_stage_now"] for p in profiles[first].values())  # earlier dates keep it
+    assert "mother_baby" not in families(second) and "mother_baby" in families(first)
+
+    def events(as_of: dt.date, tag: str) -> int:
+        rows = Lake(spark, str(root)).read(EVENTS).where(F.col("as_of") == F.lit(as_of))
+        return rows.where(F.col("tag") == tag).count()
+
+    assert events(second, "buyer_kind") == 0  # no value on the previous date: no transition
+    # Re-running the date: the profile has the column now, all null on the previous date: none either.
+    assert run(second, "c2b") == 0
+    assert events(second, "buyer_kind") == 0
+    # Re-running a date with the edited catalogue replaces all of it: the removed family too.
+    assert run(first, "c3") == 0
+    assert "mother_baby" not in families(first)
+    kinds = {k: p["buyer_kind"] for k, p in profile_of(spark, str(root), first).items()}
+    assert kinds == {101: "repeat", 102: "single"}
+
+    # A tag whose values change type: one clear line, and nothing written.
+    lifecycle = conf / "tags" / "lifecycle.yaml"
+    text = lifecycle.read_text(encoding="utf-8")
+    old = "expr: days_since_last_purchase > purchase_cycle_days"
+    lifecycle.write_text(text.replace(old, 'expr: "CAST(days_since_last_purchase > purchase_cycle_days AS string)"'))
+    versions = {t: len(Lake(spark, str(root)).history(t)) for t in (CUSTOMER_TAGS, PROFILE, EVENTS)}
+    capsys.readouterr()
+    assert run(second, "c4") == 2
+    err = capsys.readouterr().err
+    assert "lifecycle.yaml: tag purchase_overdue now gives string values" in err and "boolean" in err, err
+    assert {t: len(Lake(spark, str(root)).history(t)) for t in versions} == versions
+
+
 def test_default_catalogue_on_generated_data(spark: SparkSession, resolved_lake: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(resolved_lake)
     as_of = dt.date(2026, 10, 1)  # the day after the generated history ends

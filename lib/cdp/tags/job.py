@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cdp.errors import ConfigError
 from cdp.lake import Lake
 from cdp.runtime import Job, JobContext, job_main, stage
 from cdp.tags import engine, facts
@@ -58,14 +59,43 @@ def run(ctx: JobContext) -> None:
                 facts.release([*built.values(), persons])  # the profile is checkpointed
             profile = result.profile
             logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
+    check_profile_types(catalogue, profile, lake)  # before anything is written
     with stage("tags events"):
         previous = _previous_as_of(lake, as_of)
         events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
+        if events is None and lake.exists(EVENTS):  # none for this date: a re-run clears its earlier ones
+            events = lake.read(EVENTS).where(F.lit(False))
     with stage("tags write"):
-        lake.replace_partitions(CUSTOMER_TAGS, engine.long_tags(catalogue, profile), partition_by=["family", "as_of"])
-        lake.replace_partitions(PROFILE, profile, partition_by=["as_of"])
+        date = [{"as_of": as_of}]  # every family of the date: a family gone from the catalogue too
+        lake.replace_partitions(
+            CUSTOMER_TAGS, engine.long_tags(catalogue, profile), partition_by=["family", "as_of"], partitions=date
+        )
+        # A tag new to the catalogue is a new column (earlier dates read null); a tag gone from it
+        # keeps its column, null from this date on.
+        lake.replace_partitions(PROFILE, profile, partition_by=["as_of"], partitions=date, evolve=True)
         if events is not None:
             lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=[{"as_of": as_of}])
+
+
+def check_profile_types(catalogue: Catalogue, profile: DataFrame, lake: Lake) -> None:
+    """Every tag's values of the same type as its column in `tags.customer_profile`, if it has one.
+
+    Raises:
+        ConfigError: naming the tag, its file, both types and what to do, when an edited catalogue
+            gives a tag values of another type than its earlier dates have (a column has one type).
+    """
+    if not lake.exists(PROFILE):
+        return
+    held = {f.name: f.dataType.simpleString() for f in lake.schema(PROFILE)}
+    now = {f.name: f.dataType.simpleString() for f in profile.schema}
+    for tag in catalogue:
+        if tag.key in held and held[tag.key] != now[tag.key]:
+            raise ConfigError(
+                f"{tag.file}: tag {tag.key} now gives {now[tag.key]} values, but {PROFILE} holds "
+                f"{held[tag.key]} values of it for earlier dates, and a column has one type: give the tag a "
+                f"new key (the old column keeps its history), or make it give {held[tag.key]} again "
+                f"(CAST(... AS {held[tag.key]})). Nothing was written."
+            )
 
 
 def _previous_as_of(lake: Lake, as_of: dt.date) -> dt.date | None:
@@ -76,16 +106,20 @@ def _previous_as_of(lake: Lake, as_of: dt.date) -> dt.date | None:
     return row["d"] if row else None
 
 
-def _events(catalogue: Catalogue, profile: DataFrame, lake: Lake, previous: dt.date, run_id: str) -> DataFrame:
-    """Changes of the `events: true` tags between the previous date's profile and this one."""
+def _events(catalogue: Catalogue, profile: DataFrame, lake: Lake, previous: dt.date, run_id: str) -> DataFrame | None:
+    """Changes of the `events: true` tags between the previous date's profile and this one; None without such tags."""
     watched = [t for t in catalogue if t.spec.events]
-    if not watched:
-        return profile.limit(0).select("one_id", "as_of")  # pragma: no cover - the default catalogue has some
     before = lake.read(PROFILE).where(F.col("as_of") == F.lit(previous))
-    missing = [t.key for t in watched if t.key not in before.columns]
+    # A tag with no value on the previous date was not computed then (new in the catalogue), or
+    # known for nobody: no transitions from it, rather than one per person.
+    present = [t for t in watched if t.key in before.columns]
+    known = before.select(*[F.count(t.key).alias(t.key) for t in present]).first() if present else None
+    missing = [t.key for t in watched if t not in present or not known[t.key]]
     if missing:
-        logger.warning("tags: the profile of %s has no %s; no events for them", previous, ", ".join(missing))
+        logger.warning("tags: the profile of %s has no value of %s; no events for them", previous, ", ".join(missing))
     watched = [t for t in watched if t.key not in missing]
+    if not watched:
+        return None
     now = profile.select("one_id", "as_of", *[F.col(t.key).cast("string").alias(f"now_{t.key}") for t in watched])
     was = before.select("one_id", *[F.col(t.key).cast("string").alias(f"was_{t.key}") for t in watched])
     pairs = now.join(was, on="one_id", how="inner")
