@@ -27,6 +27,7 @@ from cdp.errors import EnvironmentProblem
 logger = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 # HotSpot leaves methods over 8000 bytes of bytecode to the interpreter, and whole-stage codegen
@@ -74,16 +75,15 @@ def get_spark(cfg: Config) -> SparkSession:
                 "Java is not installed: install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"
             )
         builder = builder.master(cfg.spark.master or "local[*]")
-        log4j = resources.files("cdp") / "resources" / "log4j2.properties"
-        builder = builder.config(
-            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j} {JIT_HUGE_METHODS}"
-        )
+        builder = builder.config(DRIVER_JAVA_OPTIONS, local_java_options(cfg.spark.conf.get(DRIVER_JAVA_OPTIONS)))
         # Python UDF workers (the value models' pandas UDF) must run this interpreter, which has the
         # project's packages, not the first `python3` on PATH. PySpark reads the worker's interpreter
         # from this variable when the session starts (the `spark.pyspark.python` setting is read by
         # spark-submit only), so a local session sets it unless the user did.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = _apply_conf(builder, cfg, runtime_only=under_submit)
+    builder = _apply_conf(
+        builder, cfg, runtime_only=under_submit, merged=() if under_submit else (DRIVER_JAVA_OPTIONS,)
+    )
     if "://" not in cfg.lake.root:
         builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")
     spark = builder.getOrCreate()
@@ -91,10 +91,21 @@ def get_spark(cfg: Config) -> SparkSession:
     return spark
 
 
-def _apply_conf(builder: SparkSession.Builder, cfg: Config, *, runtime_only: bool) -> SparkSession.Builder:
+def local_java_options(configured: str | None) -> str:
+    """The driver's JVM options of a local session: the project's log4j configuration and
+    `JIT_HUGE_METHODS`, then those configured (`spark.conf`), which win where they repeat one (the
+    JVM keeps the last)."""
+    log4j = resources.files("cdp") / "resources" / "log4j2.properties"
+    ours = f"-Dlog4j2.configurationFile=file:{log4j} {JIT_HUGE_METHODS}"
+    return f"{ours} {configured}" if configured else ours
+
+
+def _apply_conf(
+    builder: SparkSession.Builder, cfg: Config, *, runtime_only: bool, merged: tuple[str, ...] = ()
+) -> SparkSession.Builder:
     for key, value in cfg.spark.conf.items():
         # Under spark-submit or Connect the driver exists already: its memory is not ours to set.
-        if runtime_only and key.startswith(("spark.driver.", "spark.executor.")):
+        if (runtime_only and key.startswith(("spark.driver.", "spark.executor."))) or key in merged:
             continue
         builder = builder.config(key, value)
     return builder
