@@ -81,9 +81,7 @@ def get_spark(cfg: Config) -> SparkSession:
         # from this variable when the session starts (the `spark.pyspark.python` setting is read by
         # spark-submit only), so a local session sets it unless the user did.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = _apply_conf(
-        builder, cfg, runtime_only=under_submit, merged=() if under_submit else (DRIVER_JAVA_OPTIONS,)
-    )
+    builder = _apply_conf(builder, cfg, runtime_only=under_submit)
     if "://" not in cfg.lake.root:
         builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")
     spark = builder.getOrCreate()
@@ -100,12 +98,11 @@ def local_java_options(configured: str | None) -> str:
     return f"{ours} {configured}" if configured else ours
 
 
-def _apply_conf(
-    builder: SparkSession.Builder, cfg: Config, *, runtime_only: bool, merged: tuple[str, ...] = ()
-) -> SparkSession.Builder:
+def _apply_conf(builder: SparkSession.Builder, cfg: Config, *, runtime_only: bool) -> SparkSession.Builder:
     for key, value in cfg.spark.conf.items():
         # Under spark-submit or Connect the driver exists already: its memory is not ours to set.
-        if (runtime_only and key.startswith(("spark.driver.", "spark.executor."))) or key in merged:
+        # A local session has the driver's JVM options already, these included (`local_java_options`).
+        if (runtime_only and key.startswith(("spark.driver.", "spark.executor."))) or key == DRIVER_JAVA_OPTIONS:
             continue
         builder = builder.config(key, value)
     return builder

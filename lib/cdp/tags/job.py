@@ -74,7 +74,7 @@ def run(ctx: JobContext) -> None:
         # keeps its column, null from this date on.
         lake.replace_partitions(PROFILE, profile, partition_by=["as_of"], partitions=date, evolve=True)
         if events is not None:
-            lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=[{"as_of": as_of}])
+            lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=date)
 
 
 def check_profile_types(catalogue: Catalogue, profile: DataFrame, lake: Lake) -> None:
@@ -107,7 +107,8 @@ def _previous_as_of(lake: Lake, as_of: dt.date) -> dt.date | None:
 
 
 def _events(catalogue: Catalogue, profile: DataFrame, lake: Lake, previous: dt.date, run_id: str) -> DataFrame | None:
-    """Changes of the `events: true` tags between the previous date's profile and this one; None without such tags."""
+    """Changes of the `events: true` tags between the previous date's profile and this one; None when
+    no such tag has a value on the previous date."""
     watched = [t for t in catalogue if t.spec.events]
     before = lake.read(PROFILE).where(F.col("as_of") == F.lit(previous))
     # A tag with no value on the previous date was not computed then (new in the catalogue), or
