@@ -118,7 +118,8 @@ def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, c
     built = tag_facts.build(lake, D, tag_facts.needed(load_catalogue(CATALOGUE, FACTS)), partitions=3)
     people = tag_facts.persons(lake, partitions=3)
     frames = [*built.values(), people]
-    assert sorted(built) == ["members", "order_lines", "orders"]  # no app events in this lake
+    assert sorted(built) == ["app_events", "members", "order_lines", "orders"]
+    assert built["app_events"].count() == 0  # no silver.app_events in this lake: none of its rows
     assert all(f.storageLevel.useMemory for f in frames)
     # A pass over a cached fact, joined to the persons, neither shuffles nor sorts them again.
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # a sort-merge join, as at scale
@@ -209,6 +210,20 @@ def test_an_edited_catalogue_evolves_the_outputs(
     assert "mother_baby" not in families(first)
     kinds = {k: p["buyer_kind"] for k, p in profile_of(spark, str(root), first).items()}
     assert kinds == {101: "repeat", 102: "single"}
+
+    # A channel onboarded later: its tags had no rows (fill values, of their types), now they have.
+    setup = Lake(spark, str(root), engine=DeltaRsEngine(spark), job="setup", run_id="s2")
+    event = {"event_id": "E1", "event": "view", "sku": "100001", "event_time": at(70), "os": "iOS"}
+    setup.overwrite("silver.app_events", silver(spark, "app_events", [event]))
+    mapping = [tuple(r) for r in setup.read("identity.oneid_map").select("source", "record_id", "one_id").collect()]
+    mapping.append(("app_events", "E1", 101))
+    mapping_schema = "source string, record_id string, one_id long"
+    setup.overwrite("identity.oneid_map", spark.createDataFrame(mapping, mapping_schema))
+    third = D + dt.timedelta(days=100)
+    assert run(third, "c5") == 0
+    visits = {k: p["last_app_visit_at"] for k, p in profile_of(spark, str(root), third).items()}
+    assert visits == {101: at(70).replace(tzinfo=None), 102: None}
+    assert {p["app_events_30d"] for p in profile_of(spark, str(root), second).values()} == {0}
 
     # A tag whose values change type: one clear line, and nothing written.
     lifecycle = conf / "tags" / "lifecycle.yaml"

@@ -2,8 +2,10 @@
 
 Every fact has `one_id` and `ts` (UTC), and holds only rows with `ts` before the as-of time, so a
 tag computed "as of" a past date never sees anything at or after it. Records whose one_id is
-unknown (not yet resolved) are left out. Each fact is built once per run and cached: every
-silver table is read once per fact that uses it, whatever the number of tags. Facts and persons
+unknown (not yet resolved) are left out. A silver table that does not exist yet (a channel not
+onboarded) gives no rows: its tags are their fill values, of the types they keep once it exists.
+Each fact is built once per run and cached: every silver table is read once per fact that uses
+it, whatever the number of tags. Facts and persons
 are hash-partitioned by `one_id` into the same number of partitions (and sorted by it), so every
 aggregation and join of the engine after them runs without another shuffle (see
 `cdp.tags.engine.planned_partitioning`). `release` drops them once the tags are computed.
@@ -19,7 +21,6 @@ aggregation and join of the engine after them runs without another shuffle (see
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -28,6 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp.lake import Lake
+from cdp.schemas import SILVER
 from cdp.tags.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
@@ -45,129 +47,113 @@ def as_of_instant(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
 
 
+def _silver(lake: Lake, table: str) -> DataFrame:
+    """`silver.<table>`, or none of its rows while it does not exist (a channel not onboarded yet):
+    the tags over it are then their fill values, of the types they have once it exists, so that a
+    later run's profile keeps the columns' types (`cdp.tags.job.check_profile_types`)."""
+    name = f"silver.{table}"
+    if lake.exists(name):
+        return lake.read(name)
+    logger.warning("tags: %s does not exist yet; the facts read none of its rows", name)
+    return lake.spark.createDataFrame([], SILVER[table])
+
+
 def _with_one_id(lake: Lake, df: DataFrame, source: str, record_id: str) -> DataFrame:
     mapping = lake.read(ONEID_MAP).where(F.col("source") == source).select("record_id", "one_id")
     return df.join(mapping, df[record_id] == mapping["record_id"], "inner").drop(mapping["record_id"])
 
 
-def _pos_orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
-    """silver.pos_orders before the cut, with `one_id`; None without the table."""
-    if not lake.exists("silver.pos_orders"):
-        return None
-    pos = lake.read("silver.pos_orders").where(F.col("order_time") < F.lit(cut))
+def _pos_orders(lake: Lake, cut: dt.datetime) -> DataFrame:
+    """silver.pos_orders before the cut, with `one_id`."""
+    pos = _silver(lake, "pos_orders").where(F.col("order_time") < F.lit(cut))
     return _with_one_id(lake, pos, "pos_orders", "order_no")
 
 
-def _ecom_orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
+def _ecom_orders(lake: Lake, cut: dt.datetime) -> DataFrame:
     """silver.ecom_orders paid (else created) before the cut, with `one_id` and that time as `ts`."""
-    if not lake.exists("silver.ecom_orders"):
-        return None
-    ecom = lake.read("silver.ecom_orders").withColumn("ts", F.coalesce("paid_at", "created_at"))
+    ecom = _silver(lake, "ecom_orders").withColumn("ts", F.coalesce("paid_at", "created_at"))
     return _with_one_id(lake, ecom.where(F.col("ts") < F.lit(cut)), "ecom_orders", "order_id")
 
 
-def _orders(lake: Lake, cut: dt.datetime) -> DataFrame | None:
-    parts = []
-    if (pos := _pos_orders(lake, cut)) is not None:
-        parts.append(
-            pos.select(
-                "one_id",
-                F.col("order_no").alias("order_id"),
-                F.lit("store").alias("channel"),
-                "store_id",
-                F.col("order_time").alias("ts"),
-                F.col("total_amount").cast(MONEY).alias("total_amount"),
-                F.col("discount_amount").cast(MONEY).alias("discount_amount"),
-                F.col("paid_amount").cast(MONEY).alias("amount"),
-                F.lit(False).alias("returned"),
-                F.col("payment_method"),
-            )
+def _orders(lake: Lake, cut: dt.datetime) -> DataFrame:
+    pos, ecom = _pos_orders(lake, cut), _ecom_orders(lake, cut)
+    return pos.select(
+        "one_id",
+        F.col("order_no").alias("order_id"),
+        F.lit("store").alias("channel"),
+        "store_id",
+        F.col("order_time").alias("ts"),
+        F.col("total_amount").cast(MONEY).alias("total_amount"),
+        F.col("discount_amount").cast(MONEY).alias("discount_amount"),
+        F.col("paid_amount").cast(MONEY).alias("amount"),
+        F.lit(False).alias("returned"),
+        F.col("payment_method"),
+    ).unionByName(
+        ecom.select(
+            "one_id",
+            "order_id",
+            F.col("platform").alias("channel"),
+            F.lit(None).cast("string").alias("store_id"),
+            "ts",
+            F.col("total_amount").cast(MONEY).alias("total_amount"),
+            F.col("discount_amount").cast(MONEY).alias("discount_amount"),
+            F.col("paid_amount").cast(MONEY).alias("amount"),
+            F.col("status").isin(*NOT_SOLD).alias("returned"),
+            F.lit(None).cast("string").alias("payment_method"),
         )
-    if (ecom := _ecom_orders(lake, cut)) is not None:
-        parts.append(
-            ecom.select(
-                "one_id",
-                "order_id",
-                F.col("platform").alias("channel"),
-                F.lit(None).cast("string").alias("store_id"),
-                "ts",
-                F.col("total_amount").cast(MONEY).alias("total_amount"),
-                F.col("discount_amount").cast(MONEY).alias("discount_amount"),
-                F.col("paid_amount").cast(MONEY).alias("amount"),
-                F.col("status").isin(*NOT_SOLD).alias("returned"),
-                F.lit(None).cast("string").alias("payment_method"),
-            )
-        )
-    return functools.reduce(DataFrame.unionByName, parts) if parts else None
+    )
 
 
-def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame | None:
-    parts = []
-    pos = _pos_orders(lake, cut)
-    if pos is not None and lake.exists("silver.pos_order_items"):
-        orders = pos.select("one_id", "order_no", F.col("order_time").alias("ts"), "store_id")
-        items = lake.read("silver.pos_order_items").select(
-            "order_no", "sku", "qty", F.col("unit_price").cast(MONEY).alias("unit_price"), "amount"
+def _order_lines(lake: Lake, cut: dt.datetime) -> DataFrame:
+    orders = _pos_orders(lake, cut).select("one_id", "order_no", F.col("order_time").alias("ts"), "store_id")
+    items = _silver(lake, "pos_order_items").select(
+        "order_no", "sku", "qty", F.col("unit_price").cast(MONEY).alias("unit_price"), "amount"
+    )
+    pos = items.join(orders, on="order_no", how="inner").select(
+        "one_id",
+        F.col("order_no").alias("order_id"),
+        "ts",
+        F.lit("store").alias("channel"),
+        "sku",
+        "qty",
+        "unit_price",
+        F.col("amount").cast(MONEY).alias("amount"),
+    )
+    item = F.col("item")
+    ecom = (
+        _ecom_orders(lake, cut)
+        .select("one_id", "order_id", "ts", "platform", F.explode("items").alias("item"))
+        .select(
+            "one_id",
+            "order_id",
+            "ts",
+            F.col("platform").alias("channel"),
+            item["sku"].alias("sku"),
+            item["qty"].alias("qty"),
+            item["price"].cast(MONEY).alias("unit_price"),
+            (item["price"] * item["qty"]).cast(MONEY).alias("amount"),
         )
-        parts.append(
-            items.join(orders, on="order_no", how="inner").select(
-                "one_id",
-                F.col("order_no").alias("order_id"),
-                "ts",
-                F.lit("store").alias("channel"),
-                "sku",
-                "qty",
-                "unit_price",
-                F.col("amount").cast(MONEY).alias("amount"),
-            )
-        )
-    if (ecom := _ecom_orders(lake, cut)) is not None:
-        item = F.col("item")
-        parts.append(
-            ecom.select("one_id", "order_id", "ts", "platform", F.explode("items").alias("item")).select(
-                "one_id",
-                "order_id",
-                "ts",
-                F.col("platform").alias("channel"),
-                item["sku"].alias("sku"),
-                item["qty"].alias("qty"),
-                item["price"].cast(MONEY).alias("unit_price"),
-                (item["price"] * item["qty"]).cast(MONEY).alias("amount"),
-            )
-        )
-    if not parts:
-        return None
-    lines = functools.reduce(DataFrame.unionByName, parts)
-    if lake.exists("silver.products"):
-        products = lake.read("silver.products").select(
-            "sku",
-            "category_l1",
-            "category_l2",
-            "brand",
-            "baby_stage",
-            F.col("price").cast(MONEY).alias("price"),  # the list price
-        )
-        lines = lines.join(F.broadcast(products), on="sku", how="left")
-    else:
-        for c in ("category_l1", "category_l2", "brand", "baby_stage"):
-            lines = lines.withColumn(c, F.lit(None).cast("string"))
-        lines = lines.withColumn("price", F.lit(None).cast(MONEY))  # list price
-    return lines
+    )
+    products = _silver(lake, "products").select(
+        "sku",
+        "category_l1",
+        "category_l2",
+        "brand",
+        "baby_stage",
+        F.col("price").cast(MONEY).alias("price"),  # the list price
+    )
+    return pos.unionByName(ecom).join(F.broadcast(products), on="sku", how="left")
 
 
-def _app_events(lake: Lake, cut: dt.datetime) -> DataFrame | None:
-    if not lake.exists("silver.app_events"):
-        return None
-    events = lake.read("silver.app_events").where(F.col("event_time") < F.lit(cut))
+def _app_events(lake: Lake, cut: dt.datetime) -> DataFrame:
+    events = _silver(lake, "app_events").where(F.col("event_time") < F.lit(cut))
     return _with_one_id(lake, events, "app_events", "event_id").select(
         "one_id", "event_id", F.col("event_time").alias("ts"), "event", "sku", "os"
     )
 
 
-def _members(lake: Lake, cut: dt.datetime) -> DataFrame | None:
-    if not lake.exists("silver.crm_members"):
-        return None
-    members = lake.read("silver.crm_members").where(F.col("registered_at") < F.lit(cut))
+def _members(lake: Lake, cut: dt.datetime) -> DataFrame:
+    members = _silver(lake, "crm_members").where(F.col("registered_at") < F.lit(cut))
     known = F.col("updated_at").isNull() | (F.col("updated_at") < F.lit(cut))  # else: a later state
     return _with_one_id(lake, members, "crm_members", "member_id").select(
         "one_id",
@@ -181,7 +167,7 @@ def _members(lake: Lake, cut: dt.datetime) -> DataFrame | None:
     )
 
 
-FACTS: Mapping[str, Callable[[Lake, dt.datetime], DataFrame | None]] = {
+FACTS: Mapping[str, Callable[[Lake, dt.datetime], DataFrame]] = {
     "orders": _orders,
     "order_lines": _order_lines,
     "app_events": _app_events,
@@ -225,7 +211,8 @@ def needed(catalogue: Catalogue) -> dict[str, frozenset[str] | None]:
 def build(
     lake: Lake, as_of: dt.date, needed: Mapping[str, Collection[str] | None], *, partitions: int
 ) -> dict[str, DataFrame]:
-    """The facts named in `needed` that have a silver source, cut before `as_of` and cached.
+    """The facts named in `needed`, cut before `as_of` and cached (a fact whose silver tables do not
+    exist yet has none of their rows).
 
     Each keeps `one_id`, `ts` and the columns `needed` names for it (every column for None), is
     hash-partitioned by `one_id` into `partitions` and sorted by it within them, and is cached
@@ -235,9 +222,6 @@ def build(
     built = {}
     for name in sorted(needed):
         fact = FACTS[name](lake, cut)
-        if fact is None:
-            logger.warning("tags: fact %s has no silver table yet; its tags are null (fill values aside)", name)
-            continue
         wanted = needed[name]
         if wanted is not None:
             keep = {"one_id", "ts", *wanted}
