@@ -5,10 +5,10 @@ tag computed "as of" a past date never sees anything at or after it. Records who
 unknown (not yet resolved) are left out. A silver table that does not exist yet (a channel not
 onboarded) gives no rows: its tags are their fill values, of the types they keep once it exists.
 Each fact is built once per run and cached: every silver table is read once per fact that uses
-it, whatever the number of tags. Facts and persons
-are hash-partitioned by `one_id` into the same number of partitions (and sorted by it), so every
-aggregation and join of the engine after them runs without another shuffle (see
-`cdp.tags.engine.planned_partitioning`). `release` drops them once the tags are computed.
+it, whatever the number of tags. Facts and persons are hash-partitioned by `one_id` into the same
+number of partitions (and sorted by it), so every aggregation and join of the engine after them
+runs without another shuffle (see `cdp.tags.engine.planned_partitioning`). `release` drops them
+once the tags are computed.
 
 - `orders`: one row per order, at the till or online (silver.pos_orders, silver.ecom_orders);
 - `order_lines`: one row per order line with its product (silver.pos_order_items with their
