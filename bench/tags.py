@@ -405,13 +405,14 @@ def tag_query(tag: Tag, catalogue: Catalogue, as_of: dt.date) -> str:
         return f"SELECT one_id, {value} AS value FROM ({inputs})"
     if isinstance(spec, Score):
         of, ranked = f"CAST(`{spec.of}` AS double)", f"coalesce(({spec.where}), false)" if spec.where else "TRUE"
-        points = ", ".join(_literal(i / spec.quantiles) for i in range(1, spec.quantiles))
+        # Exact cut points, as the engine's (`engine._quantiles`).
+        points = ", ".join(
+            f"percentile_disc({i} / {spec.quantiles}) WITHIN GROUP (ORDER BY CASE WHEN {ranked} THEN {of} END)"
+            for i in range(1, spec.quantiles)
+        )
         group = "1" + "".join(f" + CASE WHEN {of} > c[{i}] THEN 1 ELSE 0 END" for i in range(spec.quantiles - 1))
         score = f"({group})" if spec.higher_is_better else f"{spec.quantiles + 1} - ({group})"
-        cuts = (
-            f"SELECT percentile_approx(CASE WHEN {ranked} THEN {of} END, array({points}), "
-            f"{engine.QUANTILE_ACCURACY}) AS c FROM i"
-        )
+        cuts = f"SELECT array({points}) AS c FROM i"
         return (
             f"WITH i AS ({inputs}), cuts AS ({cuts}) "
             f"SELECT one_id, CASE WHEN {of} IS NOT NULL AND {ranked} THEN CAST({score} AS int) END AS value "

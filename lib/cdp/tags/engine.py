@@ -11,8 +11,8 @@ Per fact, whatever the number of tags:
 
 The per-person results are joined to every one_id once and checkpointed; tags computed from
 other tags (`expr`, `cases`, `bands`, `score`) are then column expressions over that one row per
-person, level by level; the quantiles of all `score` tags of a level come from one aggregation
-over the persons, not over the facts. The facts and the persons come hash-partitioned by
+person, level by level; the exact quantiles of all `score` tags of a level come from two
+aggregations over the persons, not over the facts. The facts and the persons come hash-partitioned by
 `one_id` (`cdp.tags.facts`), and under `planned_partitioning` none of these steps shuffles them.
 
 The result is the wide profile (`one_id`, `as_of`, one typed column per tag); `long_tags` turns it
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from cdp.tags.facts import as_of_instant
 
 logger = logging.getLogger(__name__)
 
-QUANTILE_ACCURACY = 10_000  # percentile_approx: relative error 1/10 000 of the persons ranked
+QUANTILE_ACCURACY = 10_000  # percentile_approx brackets the exact cut points: rank error 1/10 000 of those ranked
 SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 DEFAULT_PARTITIONS = 200  # when the session's shuffle partitions are not a number (Databricks: `auto`)
 # Set while the tags are computed (see `planned_partitioning`), with what each costs if refused.
@@ -299,23 +300,83 @@ def _with(df: DataFrame, columns: Mapping[str, Column]) -> DataFrame:
 
 
 def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[float]]:
-    """The cut points of every `score` tag, from one aggregation over the persons."""
+    """The exact cut points of every `score` tag of a level: for i = 1 .. q-1, the smallest value
+    that ceil(i * n / q) of the n values ranked reach (SQL's `percentile_disc(i / q)`).
+
+    Exact, so that a score does not depend on the number of partitions or the order of the rows:
+    approximate cut points move with them, and a few persons' scores and segments would flip (and
+    fire change events) when a cluster is resized. An exact percentile keeps every distinct value in
+    one buffer, which does not fit at tens of millions of persons; here `percentile_approx` (rank
+    error n / QUANTILE_ACCURACY) brackets each cut point in one aggregation, and a second one counts
+    the values below each bracket and collects the few inside it (about 4 n / QUANTILE_ACCURACY).
+    """
     if not scores:
         return {}
+    values = {t.key: F.when(_ranked(t.spec), F.col(t.spec.of).cast("double")) for t in scores}
+    step = 2 / QUANTILE_ACCURACY  # twice the rank error of the approximate quantiles
+
+    def edges(q: int) -> list[float]:
+        return [min(max(i / q + side * step, 0.0), 1.0) for i in range(1, q) for side in (-1, 1)]
+
     row = profile.agg(
-        *[
-            F.percentile_approx(
-                F.when(_ranked(t.spec), F.col(t.spec.of).cast("double")),
-                [i / t.spec.quantiles for i in range(1, t.spec.quantiles)],
-                QUANTILE_ACCURACY,
-            ).alias(t.key)
-            for t in scores
-        ]
+        *[F.count(values[t.key]).alias(f"n_{t.key}") for t in scores],
+        *[F.percentile_approx(values[t.key], edges(t.spec.quantiles), QUANTILE_ACCURACY).alias(t.key) for t in scores],
     ).first()
-    cuts = {t.key: list(row[t.key] or []) for t in scores}
+    brackets: dict[str, list[Bracket]] = {}
     for tag in scores:
-        if not cuts[tag.key]:
+        n, q, found = row[f"n_{tag.key}"], tag.spec.quantiles, row[tag.key]
+        if not n:
             logger.warning("tags: %s: no ranked person has a value of %s; the score is null", tag.key, tag.spec.of)
+            continue
+        brackets[tag.key] = [Bracket(-(-i * n // q), found[2 * i - 2], found[2 * i - 1]) for i in range(1, q)]
+    return {t.key: [] for t in scores} | _ranked_values(profile, values, brackets)
+
+
+@dataclass(frozen=True)
+class Bracket:
+    rank: int  # 1-based, in ascending order of the values
+    low: float  # the value of that rank is at least this
+    high: float  # and at most this
+
+
+def _ranked_values(
+    profile: DataFrame, values: Mapping[str, Column], brackets: Mapping[str, Sequence[Bracket]]
+) -> dict[str, list[float]]:
+    """The value of each bracket's rank among `values[key]` over the profile, by one aggregation.
+
+    Per bracket: the values below `low`, at `low` and up to `high` are counted, and those strictly
+    between collected. A bracket that does not hold its rank (the approximate quantiles broke their
+    bound) is widened to every value, and computed again.
+    """
+    if not brackets:
+        return {}
+    columns = []
+    for key, wanted in brackets.items():
+        value = values[key]
+        for j, b in enumerate(wanted):
+            low, high = F.lit(b.low), F.lit(b.high)
+            columns += [
+                F.count_if(value < low).alias(f"{key}/{j}/below"),
+                F.count_if(value == low).alias(f"{key}/{j}/at"),
+                F.count_if(value <= high).alias(f"{key}/{j}/upto"),
+                F.collect_list(F.when((value > low) & (value < high), value)).alias(f"{key}/{j}/inside"),
+            ]
+    row = profile.agg(*columns).first()
+    cuts: dict[str, list[float]] = {}
+    missed: dict[str, list[Bracket]] = {}
+    for key, wanted in brackets.items():
+        cuts[key] = []
+        for j, b in enumerate(wanted):
+            below, at, upto = (row[f"{key}/{j}/{name}"] for name in ("below", "at", "upto"))
+            if not below < b.rank <= upto:
+                missed[key] = [Bracket(w.rank, -math.inf, math.inf) for w in wanted]
+                break
+            inside = sorted(row[f"{key}/{j}/inside"])
+            after = b.rank - below - at  # how far past `low` the rank is
+            cuts[key].append(b.low if after <= 0 else inside[after - 1] if after <= len(inside) else b.high)
+    if missed:
+        logger.warning("tags: %s: a cut point is outside its bracket; ranking every value", ", ".join(missed))
+        cuts |= _ranked_values(profile, values, missed)
     return cuts
 
 
