@@ -64,12 +64,6 @@ from cdp.spark import get_spark
 from cdp.tags import clv, engine, facts
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top, load_catalogue
 
-FACT_TABLES = {  # the silver tables each fact reads (cdp.tags.facts)
-    "orders": ("silver.pos_orders", "silver.ecom_orders"),
-    "order_lines": ("silver.pos_orders", "silver.pos_order_items", "silver.ecom_orders", "silver.products"),
-    "app_events": ("silver.app_events",),
-    "members": ("silver.crm_members",),
-}
 MAX_SCANS = 3  # the target: each silver table of a fact read at most this many times by the engine
 TOLERANCE = 1e-4  # doubles are compared as the long table writes them, rounded to 4 decimals
 
@@ -613,7 +607,7 @@ def check_scans(name: str, found: Counter[str], needed: set[str]) -> bool:
     ok = True
     parts = []
     for fact in sorted(needed):
-        most = max(found[t] for t in FACT_TABLES[fact])
+        most = max(found[t] for t in facts.SOURCES[fact])
         ok &= most <= MAX_SCANS
         parts.append(f"{fact} {most}")
     verdict = "ok" if ok else "NOT MET"

@@ -312,13 +312,24 @@ def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[floa
     """
     if not scores:
         return {}
-    values = {t.key: F.when(_ranked(t.spec), F.col(t.spec.of).cast("double")) for t in scores}
+    # The values ranked, cached for the two aggregations (a few doubles per person), so that the
+    # profile's rows are read once.
+    ranked = profile.select(*[F.when(_ranked(t.spec), F.col(t.spec.of).cast("double")).alias(t.key) for t in scores])
+    ranked = ranked.persist()
+    try:
+        return _cut_points(ranked, scores)
+    finally:
+        ranked.unpersist()
+
+
+def _cut_points(ranked: DataFrame, scores: Sequence[Tag]) -> dict[str, list[float]]:
+    values = {t.key: F.col(t.key) for t in scores}
     step = 2 / QUANTILE_ACCURACY  # twice the rank error of the approximate quantiles
 
     def edges(q: int) -> list[float]:
         return [min(max(i / q + side * step, 0.0), 1.0) for i in range(1, q) for side in (-1, 1)]
 
-    row = profile.agg(
+    row = ranked.agg(
         *[F.count(values[t.key]).alias(f"n_{t.key}") for t in scores],
         *[F.percentile_approx(values[t.key], edges(t.spec.quantiles), QUANTILE_ACCURACY).alias(t.key) for t in scores],
     ).first()
@@ -329,7 +340,7 @@ def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[floa
             logger.warning("tags: %s: no ranked person has a value of %s; the score is null", tag.key, tag.spec.of)
             continue
         brackets[tag.key] = [Bracket(-(-i * n // q), found[2 * i - 2], found[2 * i - 1]) for i in range(1, q)]
-    return {t.key: [] for t in scores} | _ranked_values(profile, values, brackets)
+    return {t.key: [] for t in scores} | _ranked_values(ranked, values, brackets)
 
 
 @dataclass(frozen=True)

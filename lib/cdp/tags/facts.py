@@ -50,12 +50,10 @@ def as_of_instant(as_of: dt.date) -> dt.datetime:
 def _silver(lake: Lake, table: str) -> DataFrame:
     """`silver.<table>`, or none of its rows while it does not exist (a channel not onboarded yet):
     the tags over it are then their fill values, of the types they have once it exists, so that a
-    later run's profile keeps the columns' types (`cdp.tags.job.check_profile_types`)."""
+    later run's profile keeps the columns' types (`cdp.tags.job.check_profile_types`). `build`
+    says which tables are missing."""
     name = f"silver.{table}"
-    if lake.exists(name):
-        return lake.read(name)
-    logger.warning("tags: %s does not exist yet; the facts read none of its rows", name)
-    return lake.spark.createDataFrame([], SILVER[table])
+    return lake.read(name) if lake.exists(name) else lake.spark.createDataFrame([], SILVER[table])
 
 
 def _with_one_id(lake: Lake, df: DataFrame, source: str, record_id: str) -> DataFrame:
@@ -173,6 +171,13 @@ FACTS: Mapping[str, Callable[[Lake, dt.datetime], DataFrame]] = {
     "app_events": _app_events,
     "members": _members,
 }
+# The silver tables each fact reads.
+SOURCES: Mapping[str, tuple[str, ...]] = {
+    "orders": ("silver.pos_orders", "silver.ecom_orders"),
+    "order_lines": ("silver.pos_orders", "silver.pos_order_items", "silver.ecom_orders", "silver.products"),
+    "app_events": ("silver.app_events",),
+    "members": ("silver.crm_members",),
+}
 
 
 # What the value models read from the orders (`cdp.tags.engine`), whatever the catalogue.
@@ -219,6 +224,9 @@ def build(
     until `release`.
     """
     cut = as_of_instant(as_of)
+    missing = sorted({t for name in needed for t in SOURCES[name] if not lake.exists(t)})
+    if missing:
+        logger.warning("tags: not created yet, so the facts read no rows of them: %s", ", ".join(missing))
     built = {}
     for name in sorted(needed):
         fact = FACTS[name](lake, cut)
