@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cdp.tags import engine
 from cdp.tags.catalogue import Names, Score, Tag
@@ -70,10 +69,9 @@ def test_cut_points_of_more_values_than_the_approximation_keeps_are_sql_percenti
 def test_a_bracket_that_misses_its_rank_is_widened(spark: SparkSession, caplog: pytest.LogCaptureFixture) -> None:
     values = [float(v) for v in range(100)]
     df = profile(spark, values, 3)
-    value = {"s": F.col("v")}
-    wrong = {"s": [engine.Bracket(rank=50, low=60.0, high=70.0), engine.Bracket(rank=90, low=85.0, high=95.0)]}
+    wrong = {"v": [engine.Bracket(rank=50, low=60.0, high=70.0), engine.Bracket(rank=90, low=85.0, high=95.0)]}
     with caplog.at_level(logging.WARNING, logger="cdp.tags.engine"):
-        assert engine._ranked_values(df, value, wrong) == {"s": [49.0, 89.0]}
+        assert engine._ranked_values(df, wrong) == {"v": [49.0, 89.0]}
     assert "outside its bracket" in caplog.text
-    right = {"s": [engine.Bracket(rank=50, low=40.0, high=60.0), engine.Bracket(rank=90, low=89.0, high=89.0)]}
-    assert engine._ranked_values(df, value, right) == {"s": [49.0, 89.0]}
+    right = {"v": [engine.Bracket(rank=50, low=40.0, high=60.0), engine.Bracket(rank=90, low=89.0, high=89.0)]}
+    assert engine._ranked_values(df, right) == {"v": [49.0, 89.0]}

@@ -323,15 +323,14 @@ def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[floa
 
 
 def _cut_points(ranked: DataFrame, scores: Sequence[Tag]) -> dict[str, list[float]]:
-    values = {t.key: F.col(t.key) for t in scores}
     step = 2 / QUANTILE_ACCURACY  # twice the rank error of the approximate quantiles
 
     def edges(q: int) -> list[float]:
         return [min(max(i / q + side * step, 0.0), 1.0) for i in range(1, q) for side in (-1, 1)]
 
     row = ranked.agg(
-        *[F.count(values[t.key]).alias(f"n_{t.key}") for t in scores],
-        *[F.percentile_approx(values[t.key], edges(t.spec.quantiles), QUANTILE_ACCURACY).alias(t.key) for t in scores],
+        *[F.count(t.key).alias(f"n_{t.key}") for t in scores],
+        *[F.percentile_approx(t.key, edges(t.spec.quantiles), QUANTILE_ACCURACY).alias(t.key) for t in scores],
     ).first()
     brackets: dict[str, list[Bracket]] = {}
     for tag in scores:
@@ -340,7 +339,7 @@ def _cut_points(ranked: DataFrame, scores: Sequence[Tag]) -> dict[str, list[floa
             logger.warning("tags: %s: no ranked person has a value of %s; the score is null", tag.key, tag.spec.of)
             continue
         brackets[tag.key] = [Bracket(-(-i * n // q), found[2 * i - 2], found[2 * i - 1]) for i in range(1, q)]
-    return {t.key: [] for t in scores} | _ranked_values(ranked, values, brackets)
+    return {t.key: [] for t in scores} | _ranked_values(ranked, brackets)
 
 
 @dataclass(frozen=True)
@@ -350,10 +349,8 @@ class Bracket:
     high: float  # and at most this
 
 
-def _ranked_values(
-    profile: DataFrame, values: Mapping[str, Column], brackets: Mapping[str, Sequence[Bracket]]
-) -> dict[str, list[float]]:
-    """The value of each bracket's rank among `values[key]` over the profile, by one aggregation.
+def _ranked_values(ranked: DataFrame, brackets: Mapping[str, Sequence[Bracket]]) -> dict[str, list[float]]:
+    """The value of each bracket's rank among the values of column `key` of `ranked`, by one aggregation.
 
     Per bracket: the values below `low`, at `low` and up to `high` are counted, and those strictly
     between collected. A bracket that does not hold its rank (the approximate quantiles broke their
@@ -363,7 +360,7 @@ def _ranked_values(
         return {}
     columns = []
     for key, wanted in brackets.items():
-        value = values[key]
+        value = F.col(key)
         for j, b in enumerate(wanted):
             low, high = F.lit(b.low), F.lit(b.high)
             columns += [
@@ -372,7 +369,7 @@ def _ranked_values(
                 F.count_if(value <= high).alias(f"{key}/{j}/upto"),
                 F.collect_list(F.when((value > low) & (value < high), value)).alias(f"{key}/{j}/inside"),
             ]
-    row = profile.agg(*columns).first()
+    row = ranked.agg(*columns).first()
     cuts: dict[str, list[float]] = {}
     missed: dict[str, list[Bracket]] = {}
     for key, wanted in brackets.items():
@@ -387,7 +384,7 @@ def _ranked_values(
             cuts[key].append(b.low if after <= 0 else inside[after - 1] if after <= len(inside) else b.high)
     if missed:
         logger.warning("tags: %s: a cut point is outside its bracket; ranking every value", ", ".join(missed))
-        cuts |= _ranked_values(profile, values, missed)
+        cuts |= _ranked_values(ranked, missed)
     return cuts
 
 
