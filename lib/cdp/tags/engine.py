@@ -353,8 +353,8 @@ def _ranked_values(ranked: DataFrame, brackets: Mapping[str, Sequence[Bracket]])
     """The value of each bracket's rank among the values of column `key` of `ranked`, by one aggregation.
 
     Per bracket: the values below `low`, at `low` and up to `high` are counted, and those strictly
-    between collected. A bracket that does not hold its rank (the approximate quantiles broke their
-    bound) is widened to every value, and computed again.
+    between collected. When a bracket does not hold its rank (the approximate quantiles broke their
+    bound), every bracket of that column is widened to all its values, and computed again.
     """
     if not brackets:
         return {}
