@@ -107,6 +107,7 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
     cut = as_of_instant(as_of)
     profile = persons.select("one_id").withColumn("as_of", F.lit(as_of))
     passes: dict[str, int] = defaultdict(int)
+    parts: list[DataFrame] = []  # one_id (each at most once) and some of the tags: one per pass
     by_fact: dict[str, list[Tag]] = defaultdict(list)
     for tag in catalogue.of_kind(Metric) + catalogue.of_kind(Top):
         by_fact[tag.spec.fact].append(tag)
@@ -119,20 +120,20 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
             continue
         if metrics:
             passes[fact_name] += 1
-            aggregated = fact.groupBy("one_id").agg(*[_aggregate(t.spec, cut).alias(t.key) for t in metrics])
-            profile = profile.join(aggregated, on="one_id", how="left")
+            parts.append(fact.groupBy("one_id").agg(*[_aggregate(t.spec, cut).alias(t.key) for t in metrics]))
         if tops:
             passes[fact_name] += 1
-            profile = profile.join(_tops(fact, tops, cut), on="one_id", how="left")
+            parts.append(_tops(fact, tops, cut))
     models: dict[str, object] = {}
     clv_tags = catalogue.of_kind(Clv)
     if clv_tags:
         values, models = _clv(facts.get("orders"), clv_tags, as_of)
         if values is not None:
             passes["orders"] += 1
-            profile = profile.join(values, on="one_id", how="left")
+            parts.append(values)
         else:
             profile = profile.select("*", *[F.lit(None).cast("double").alias(t.key) for t in clv_tags])
+    profile = _joined(profile, parts)
     fills = [t for t in catalogue.of_kind(Metric) if t.spec.fill is not None]
     profile = _doubles(_with(profile, {t.key: F.coalesce(F.col(t.key), F.lit(t.spec.fill)) for t in fills}))
     profile = profile.localCheckpoint()
@@ -145,6 +146,23 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
     # `as_of` as a literal: a write partitioned by it needs not sort the rows (see `long_tags`).
     columns = [F.col("one_id"), F.lit(as_of).alias("as_of"), *(F.col(t.key) for t in catalogue)]
     return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes))
+
+
+def _joined(persons: DataFrame, parts: Sequence[DataFrame]) -> DataFrame:
+    """`persons` left-joined by `one_id` to each of `parts`, with every column of both.
+
+    Each part's tags travel through the joins as one struct, unpacked after the last: a join
+    writes every column of its output row again, so joined one after another, the tags of the
+    first parts were copied field by field once per later join (their strings decoded and encoded
+    each time), where a struct is copied as one block of bytes. At 1M persons (7 parts, 80 tags)
+    `compute` took 59-65 s with the tags joined flat, 47-55 s packed (three runs each).
+    """
+    packed = persons
+    for i, part in enumerate(parts):
+        tags = [c for c in part.columns if c != "one_id"]
+        packed = packed.join(part.select("one_id", F.struct(*tags).alias(f"_part{i}")), on="one_id", how="left")
+    # `_part<i>` cannot be a tag's key (keys start with a letter).
+    return packed.select(*[F.col(f"{c}.*") if c.startswith("_part") else F.col(c) for c in packed.columns])
 
 
 def long_tags(catalogue: Catalogue, profile: DataFrame) -> list[DataFrame]:
