@@ -60,6 +60,7 @@ from pyspark.sql import functions as F
 from cdp.config import Config, load_config
 from cdp.generate.vocab import CATEGORY_WEIGHTS, PLATFORMS
 from cdp.lake import Lake
+from cdp.lake.engine import DICTIONARY_OPTION
 from cdp.spark import get_spark
 from cdp.tags import clv, engine, facts
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top, load_catalogue
@@ -302,11 +303,11 @@ def run_engine(
         result = engine.compute(catalogue, built, persons, as_of=as_of)
         facts.release([*built.values(), persons])
         marks.append(time.monotonic())
-    # Partitioned as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
-    result.profile.write.mode("overwrite").partitionBy("as_of").parquet(str(out / "profile"))
+    # Partitioned and encoded as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
+    write_parquet(result.profile, out / "profile", ["as_of"], "overwrite")
     marks.append(time.monotonic())
     for i, part in enumerate(engine.long_tags(catalogue, result.profile)):  # one write per family, as the job
-        part.write.mode("append" if i else "overwrite").partitionBy("family", "as_of").parquet(str(out / "long"))
+        write_parquet(part, out / "long", ["family", "as_of"], "append" if i else "overwrite")
     marks.append(time.monotonic())
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)
@@ -314,6 +315,14 @@ def run_engine(
     executions = sql.between(first, sql.fence())
     found = scans(executions, lake.root)
     return EngineRun(marks[-1] - marks[0], phases, dict(result.passes), found, len(executions), out / "long")
+
+
+def write_parquet(df: DataFrame, path: Path, partition_by: list[str], mode: str) -> None:
+    """`df` as Parquet, with the columns the job writes without a dictionary (`engine.plain_encoded`)."""
+    writer = df.write.mode(mode).partitionBy(*partition_by)
+    for column in engine.plain_encoded(df):
+        writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
+    writer.parquet(str(path))
 
 
 def report_engine(title: str, catalogue: Catalogue, run: EngineRun, spark: SparkSession, persons: int) -> None:

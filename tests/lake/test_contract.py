@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -283,6 +284,27 @@ def test_parts_of_one_write_are_one_version(lake: Lake, spark: SparkSession) -> 
     with pytest.raises(LakeError, match=r"silver.parts: nothing to write"):
         lake.replace_partitions("silver.parts", [], partition_by=["part"])
     assert lake.info("silver.parts").version == before + 1
+
+
+def test_plain_encoded_columns_are_written_without_a_dictionary(lake: Lake, spark: SparkSession) -> None:
+    # Few distinct values, which Parquet would encode with a dictionary: `code` is asked not to.
+    df = spark.range(0, 600, numPartitions=2).select(
+        "id",
+        (F.col("id") % 3).cast("string").alias("code"),
+        (F.col("id") % 5).cast("string").alias("kind"),
+        F.lit("a").alias("part"),
+    )
+    lake.replace_partitions("silver.plain", df, partition_by=["part"], plain_encoded=["code"])
+    assertDataFrameEqual(lake.read("silver.plain"), df)
+    files = DeltaTable(lake.path("silver.plain")).file_uris()
+    assert len(files) == 2
+    for path in files:
+        chunks = pq.ParquetFile(path.removeprefix("file://")).metadata.row_group(0)
+        encodings = {chunks.column(i).path_in_schema: chunks.column(i).encodings for i in range(chunks.num_columns)}
+        assert not any("DICTIONARY" in e for e in encodings["code"]), encodings
+        assert any("DICTIONARY" in e for e in encodings["kind"]), encodings  # the others keep theirs
+    with pytest.raises(SchemaMismatchError, match=r"silver.plain: plain_encoded names nope, not a column"):
+        lake.append("silver.plain", df, plain_encoded=["nope"])
 
 
 def test_history_names_job_and_run(lake: Lake, spark: SparkSession) -> None:

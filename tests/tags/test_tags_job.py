@@ -12,7 +12,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -271,6 +273,20 @@ def test_default_catalogue_on_generated_data(spark: SparkSession, resolved_lake:
     )
     clv = buyers.agg(F.min("p_alive"), F.max("p_alive"), F.min("clv_365d")).first()
     assert 0 <= clv[0] <= clv[1] <= 1 and clv[2] >= 0
+    # Mostly distinct columns are written without a Parquet dictionary (engine.plain_encoded).
+    for table, plain, kept in (
+        (CUSTOMER_TAGS, {"one_id", "value"}, "tag"),
+        (PROFILE, {"one_id", "spend_total", "last_purchase_at"}, "lifecycle_stage"),
+    ):
+        chunks = pq.ParquetFile(DeltaTable(lake.path(table)).file_uris()[0].removeprefix("file://")).metadata.row_group(
+            0
+        )
+        dictionary = {
+            chunks.column(i).path_in_schema
+            for i in range(chunks.num_columns)
+            if any("DICTIONARY" in e for e in chunks.column(i).encodings)
+        }
+        assert kept in dictionary and not dictionary & plain, (table, dictionary)
 
     # The summary `make demo` ends with: the same figures, as text.
     assert cli_main(["summary", "tags", "--lake", str(resolved_lake)]) == 0

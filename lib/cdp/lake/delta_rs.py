@@ -35,7 +35,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
 from cdp.errors import LakeError, TableNotFoundError
-from cdp.lake.engine import Commit, PartitionSpec, TableInfo, WriteRequest, WriteResult, partition_string
+from cdp.lake.engine import (
+    DICTIONARY_OPTION,
+    Commit,
+    PartitionSpec,
+    TableInfo,
+    WriteRequest,
+    WriteResult,
+    partition_string,
+)
 from cdp.lake.stats import stats_json
 
 logger = logging.getLogger(__name__)
@@ -154,6 +162,8 @@ class DeltaRsEngine:
             # The first part creates the folder ("error", not its synonym "errorifexists", which the
             # Spark Connect client refuses); the others add files to it. Nothing is committed yet.
             writer = part.select(*request.schema.names).write.mode("append" if i else "error")
+            for column in request.plain_encoded:
+                writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
             if request.partition_by:
                 writer = writer.partitionBy(*request.partition_by)
             writer.parquet(folder)

@@ -9,17 +9,21 @@ Spark Connect as well.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 
-from pyspark.errors import AnalysisException
+from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from cdp.errors import TableNotFoundError
-from cdp.lake.engine import Commit, PartitionSpec, TableInfo, WriteRequest, WriteResult
+from cdp.lake.engine import DICTIONARY_OPTION, Commit, PartitionSpec, TableInfo, WriteRequest, WriteResult
+
+logger = logging.getLogger(__name__)
 
 
 class DeltaSparkEngine:
@@ -94,7 +98,8 @@ class DeltaSparkEngine:
             writer = writer.mode("overwrite").option("partitionOverwriteMode", "dynamic")
         else:
             writer = writer.mode("overwrite").option("replaceWhere", _predicate(request.partitions))
-        writer.save(request.path)
+        with self._plain_encoded(request):
+            writer.save(request.path)
         last = self.history(request.path)[-1]
         rows = last.metrics.get("numOutputRows")
         return WriteResult(
@@ -105,6 +110,31 @@ class DeltaSparkEngine:
             int(last.metrics.get("numFiles", 0)),
             int(last.metrics.get("numOutputBytes", 0)),
         )
+
+    @contextlib.contextmanager
+    def _plain_encoded(self, request: WriteRequest) -> Iterator[None]:
+        """The columns' dictionaries off for this write. Delta passes only the writer options it
+        knows to Parquet, but builds the writer's Hadoop configuration from the session's, so the
+        switch is a session setting for the duration of the write. A session that refuses it (some
+        managed runtimes) writes dictionaries: the same values, a little slower."""
+        keys = [DICTIONARY_OPTION.format(column=c) for c in request.plain_encoded]
+        before = {}
+        for key in keys:
+            was = self._spark.conf.get(key, None)
+            try:
+                self._spark.conf.set(key, "false")
+            except PySparkException as e:
+                logger.warning("table %s: cannot set %s (%s); the column keeps its dictionary", request.table, key, e)
+                continue
+            before[key] = was
+        try:
+            yield
+        finally:
+            for key, value in before.items():
+                if value is None:
+                    self._spark.conf.unset(key)
+                else:
+                    self._spark.conf.set(key, value)
 
     def history(self, path: str) -> list[Commit]:
         rows = self._spark.sql(f"DESCRIBE HISTORY {self._ref(path)}").collect()

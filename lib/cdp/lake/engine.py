@@ -35,6 +35,12 @@ class WriteRequest:
     app_id: str
     txn_version: int
     metadata: Mapping[str, str]
+    # Columns written without a Parquet dictionary (see `Lake.replace_partitions`).
+    plain_encoded: tuple[str, ...] = ()
+
+
+# The Parquet writer's switch for one column's dictionary (parquet-mr's `<key>#<column>` form).
+DICTIONARY_OPTION = "parquet.enable.dictionary#{column}"
 
 
 @dataclass(frozen=True)

@@ -139,16 +139,32 @@ class Lake:
     # -- write ----------------------------------------------------------------------------------
 
     def overwrite(
-        self, name: str, df: DataFrame, *, partition_by: Sequence[str] = (), evolve: bool = False
+        self,
+        name: str,
+        df: DataFrame,
+        *,
+        partition_by: Sequence[str] = (),
+        evolve: bool = False,
+        plain_encoded: Sequence[str] = (),
     ) -> WriteResult:
-        """Replace the table's content atomically: readers see the old or the new rows, never a mix."""
-        return self._write(name, df, "overwrite", partition_by, None, evolve)
+        """Replace the table's content atomically: readers see the old or the new rows, never a mix.
+
+        `plain_encoded`: as in `replace_partitions`."""
+        return self._write(name, df, "overwrite", partition_by, None, evolve, plain_encoded)
 
     def append(
-        self, name: str, df: DataFrame, *, partition_by: Sequence[str] = (), evolve: bool = False
+        self,
+        name: str,
+        df: DataFrame,
+        *,
+        partition_by: Sequence[str] = (),
+        evolve: bool = False,
+        plain_encoded: Sequence[str] = (),
     ) -> WriteResult:
-        """Add rows. `partition_by` is used when the table is created and must match afterwards."""
-        return self._write(name, df, "append", partition_by, None, evolve)
+        """Add rows. `partition_by` is used when the table is created and must match afterwards.
+
+        `plain_encoded`: as in `replace_partitions`."""
+        return self._write(name, df, "append", partition_by, None, evolve, plain_encoded)
 
     def replace_partitions(
         self,
@@ -158,6 +174,7 @@ class Lake:
         partition_by: Sequence[str],
         partitions: Iterable[Mapping[str, object]] | None = None,
         evolve: bool = False,
+        plain_encoded: Sequence[str] = (),
     ) -> WriteResult:
         """Replace whole partitions atomically; the others stay as they are.
 
@@ -169,6 +186,10 @@ class Lake:
                 a partition column left out matches every value, so `{"as_of": d}` of a table
                 partitioned by (family, as_of) is every family of date d. Rows of `df` must fall
                 in them. None replaces exactly the partitions present in `df` (dynamic overwrite).
+            plain_encoded: columns whose values are mostly distinct within a file (an id, a
+                measured amount), written without a Parquet dictionary: for such a column the
+                dictionary only costs time, as it overflows and the writer falls back to plain
+                encoding. Readers see the same values; only the file layout differs.
         """
         if not partition_by:
             raise LakeError(f"table {name}: replace_partitions needs partition columns")
@@ -179,7 +200,7 @@ class Lake:
                 unknown = set(p) - set(partition_by)
                 if unknown:
                     raise LakeError(f"table {name}: {', '.join(sorted(unknown))} are not partition columns")
-        return self._write(name, df, "replace_partitions", partition_by, specs, evolve)
+        return self._write(name, df, "replace_partitions", partition_by, specs, evolve, plain_encoded)
 
     def _write(
         self,
@@ -189,6 +210,7 @@ class Lake:
         partition_by: Sequence[str],
         partitions: tuple | None,
         evolve: bool,
+        plain_encoded: Sequence[str] = (),
     ) -> WriteResult:
         path = self.path(name)
         parts = [data] if isinstance(data, DataFrame) else list(data)
@@ -227,6 +249,9 @@ class Lake:
         if missing:
             raise SchemaMismatchError(f"table {name}: partition column {', '.join(missing)} not in the data")
         target = schema_rules.resolve(name, current, df.schema, replace=mode == "overwrite", evolve=evolve)
+        unknown = [c for c in plain_encoded if c not in target.names]
+        if unknown:
+            raise SchemaMismatchError(f"table {name}: plain_encoded names {', '.join(unknown)}, not a column")
         aligned = [_align(part, target) for part in parts]
 
         request = WriteRequest(
@@ -240,6 +265,7 @@ class Lake:
             app_id=app_id,
             txn_version=txn_version,
             metadata={"cdp.job": self.job, "cdp.run_id": self.run_id, "cdp.mode": mode},
+            plain_encoded=tuple(plain_encoded),
         )
         with _about(name):
             result = self.engine.write(aligned, request)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType
+from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, TimestampType
 
 from cdp.errors import CdpError, ConfigError
 from cdp.tags import clv
@@ -186,6 +186,23 @@ def long_tags(catalogue: Catalogue, profile: DataFrame) -> list[DataFrame]:
             .select("one_id", "tag", "value", "as_of", F.lit(family).alias("family"))
         )
     return parts
+
+
+def plain_encoded(output: DataFrame) -> list[str]:
+    """The columns of a tag output (the profile, a part of the long table) to write without a Parquet
+    dictionary (`Lake.replace_partitions`): `one_id`, the long table's `value`, and the profile's
+    doubles and timestamps (amounts, rates, model outputs, times of day: mostly distinct).
+
+    Each of their files' dictionaries overflows and the writer falls back to plain encoding, having
+    hashed every value until then for nothing. At 1M persons (two alternating runs each, one JVM):
+    the long table 46.5-47.3 s -> 39.0-40.8 s (files 528 -> 553 MB), the profile 14.6-15.4 s ->
+    12.5-12.7 s (195 -> 219 MB).
+    """
+    return [
+        f.name
+        for f in output.schema
+        if f.name in ("one_id", "value") or isinstance(f.dataType, DoubleType | TimestampType)
+    ]
 
 
 def check(catalogue: Catalogue, facts: Mapping[str, DataFrame]) -> None:

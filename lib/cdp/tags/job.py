@@ -67,12 +67,24 @@ def run(ctx: JobContext) -> None:
             events = lake.read(EVENTS).where(F.lit(False))
     with stage("tags write"):
         date = [{"as_of": as_of}]  # every family of the date: a family gone from the catalogue too
+        long = engine.long_tags(catalogue, profile)
         lake.replace_partitions(
-            CUSTOMER_TAGS, engine.long_tags(catalogue, profile), partition_by=["family", "as_of"], partitions=date
+            CUSTOMER_TAGS,
+            long,
+            partition_by=["family", "as_of"],
+            partitions=date,
+            plain_encoded=engine.plain_encoded(long[0]),
         )
         # A tag new to the catalogue is a new column (earlier dates read null); a tag gone from it
         # keeps its column, null from this date on.
-        lake.replace_partitions(PROFILE, profile, partition_by=["as_of"], partitions=date, evolve=True)
+        lake.replace_partitions(
+            PROFILE,
+            profile,
+            partition_by=["as_of"],
+            partitions=date,
+            evolve=True,
+            plain_encoded=engine.plain_encoded(profile),
+        )
         if events is not None:
             lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=date)
 
