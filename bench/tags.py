@@ -308,7 +308,6 @@ def run_engine(
     marks.append(time.monotonic())
     for i, part in enumerate(engine.long_tags(catalogue, result.profile)):  # one write per family, as the job
         write_parquet(part, out / "long", ["family", "as_of"], "append" if i else "overwrite")
-    result.release()
     marks.append(time.monotonic())
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)

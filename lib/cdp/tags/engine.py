@@ -91,12 +91,6 @@ class TagResult:
     profile: DataFrame  # one_id, as_of, one column per tag
     models: Mapping[str, object] = field(default_factory=dict)  # fitted value models, by name
     passes: Mapping[str, int] = field(default_factory=dict)  # aggregation passes per fact
-    cached: tuple[DataFrame, ...] = ()  # what `profile` is read from, until `release`
-
-    def release(self) -> None:
-        """Drop the cache the profile is read from, once it is written (the job does after its writes)."""
-        for frame in self.cached:
-            frame.unpersist()
 
 
 def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataFrame, *, as_of: dt.date) -> TagResult:
@@ -131,10 +125,9 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
             passes[fact_name] += 1
             parts.append(_tops(fact, tops, cut))
     models: dict[str, object] = {}
-    stats: DataFrame | None = None
     clv_tags = catalogue.of_kind(Clv)
     if clv_tags:
-        values, models, stats = _clv(facts.get("orders"), clv_tags, as_of)
+        values, models = _clv(facts.get("orders"), clv_tags, as_of)
         if values is not None:
             passes["orders"] += 1
             parts.append(values)
@@ -143,24 +136,16 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
     profile = _joined(profile, parts)
     fills = [t for t in catalogue.of_kind(Metric) if t.spec.fill is not None]
     profile = _doubles(_with(profile, {t.key: F.coalesce(F.col(t.key), F.lit(t.spec.fill)) for t in fills}))
-    # Cached, not checkpointed: a cache can be dropped once the outputs are written (`release`); the
-    # blocks of a local checkpoint stay until the JVM collects its plan, and a session computing tags
-    # again (a notebook, the benchmark's second run) found the storage memory taken by the earlier
-    # profile: its writes then waited on blocks evicted to disk. A cached plan keeps its
-    # partitioning, and each reader reads only the columns it needs.
-    profile = cached = profile.persist()
-    profile.count()  # computed now, once
-    if stats is not None:
-        stats.unpersist()  # read by the profile's computation only
-    # Derived levels are column expressions over that cache: a level's quantiles read it with
+    profile = profile.localCheckpoint()
+    # Derived levels are column expressions over that checkpoint: a level's quantiles read it with
     # the levels before as projections, and so does each write of the profile (cheaper than
-    # materialising the 2.6M rows of 1M persons again: 19-27 s as a checkpoint).
+    # checkpointing the 2.6M rows of 1M persons again: 19-27 s).
     for level in catalogue.levels():
         cuts = _quantiles(profile, [t for t in level if isinstance(t.spec, Score)])
         profile = _doubles(_with(profile, {t.key: _derived(t, cuts) for t in level}))
     # `as_of` as a literal: a write partitioned by it needs not sort the rows (see `long_tags`).
     columns = [F.col("one_id"), F.lit(as_of).alias("as_of"), *(F.col(t.key) for t in catalogue)]
-    return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes), cached=(cached,))
+    return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes))
 
 
 def _joined(persons: DataFrame, parts: Sequence[DataFrame]) -> DataFrame:
@@ -314,23 +299,19 @@ def _tops(fact: DataFrame, tags: Sequence[Tag], cut: dt.datetime) -> DataFrame:
     )
 
 
-def _clv(
-    orders: DataFrame | None, tags: Sequence[Tag], as_of: dt.date
-) -> tuple[DataFrame | None, dict, DataFrame | None]:
-    """The `clv` tags per one_id from the orders, the fitted models, and the cached statistics they
-    are computed from (to drop once read); (None, {}, None) when they cannot be fitted."""
+def _clv(orders: DataFrame | None, tags: Sequence[Tag], as_of: dt.date) -> tuple[DataFrame | None, dict]:
+    """The `clv` tags per one_id from the orders, and the fitted models; (None, {}) when they cannot be fitted."""
     if orders is None:
         logger.warning("tags: no orders; the value (clv) tags are null")
-        return None, {}, None
+        return None, {}
     purchases = orders.where(~F.col("returned") & (F.col("amount") > 0)).select("one_id", "ts", "amount")
-    stats = clv.summary(purchases, as_of=as_of_instant(as_of)).persist()  # read by both fits and the predictions
+    stats = clv.summary(purchases, as_of=as_of_instant(as_of)).localCheckpoint()
     try:
         bg = clv.fit_bgnbd(stats)
         gg = clv.fit_gamma_gamma(stats)
     except CdpError as e:
         logger.warning("tags: the value models cannot be fitted (%s); the clv tags are null", e)
-        stats.unpersist()
-        return None, {}, None
+        return None, {}
     logger.info("tags: BG/NBD %s, Gamma-Gamma %s", bg, gg)
     # Each horizon's predictions are columns added to the same rows (no join between horizons).
     out = stats
@@ -338,8 +319,7 @@ def _clv(
         predicted = clv.predict(out, bg, gg, horizon=horizon / clv.UNIT_DAYS)
         wanted = [t for t in tags if t.spec.horizon_days == horizon]
         out = predicted.select(*out.columns, *[F.col(t.spec.output).alias(f"_clv_{t.key}") for t in wanted])
-    values = out.select("one_id", *[F.col(f"_clv_{t.key}").alias(t.key) for t in tags])
-    return values, {"bgnbd": bg, "gamma_gamma": gg}, stats
+    return out.select("one_id", *[F.col(f"_clv_{t.key}").alias(t.key) for t in tags]), {"bgnbd": bg, "gamma_gamma": gg}
 
 
 def _doubles(profile: DataFrame) -> DataFrame:

@@ -56,40 +56,37 @@ def run(ctx: JobContext) -> None:
             try:
                 result = engine.compute(catalogue, built, persons, as_of=as_of)
             finally:
-                facts.release([*built.values(), persons])  # the profile is cached
+                facts.release([*built.values(), persons])  # the profile is checkpointed
             profile = result.profile
             logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
-    try:
-        check_profile_types(catalogue, profile, lake)  # before anything is written
-        with stage("tags events"):
-            previous = _previous_as_of(lake, as_of)
-            events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
-            if events is None and lake.exists(EVENTS):  # none for this date: a re-run clears its earlier ones
-                events = lake.read(EVENTS).where(F.lit(False))
-        with stage("tags write"):
-            date = [{"as_of": as_of}]  # every family of the date: a family gone from the catalogue too
-            long = engine.long_tags(catalogue, profile)
-            lake.replace_partitions(
-                CUSTOMER_TAGS,
-                long,
-                partition_by=["family", "as_of"],
-                partitions=date,
-                plain_encoded=engine.plain_encoded(long[0]),
-            )
-            # A tag new to the catalogue is a new column (earlier dates read null); a tag gone from it
-            # keeps its column, null from this date on.
-            lake.replace_partitions(
-                PROFILE,
-                profile,
-                partition_by=["as_of"],
-                partitions=date,
-                evolve=True,
-                plain_encoded=engine.plain_encoded(profile),
-            )
-            if events is not None:
-                lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=date)
-    finally:
-        result.release()  # the profile's cache, once every output is written
+    check_profile_types(catalogue, profile, lake)  # before anything is written
+    with stage("tags events"):
+        previous = _previous_as_of(lake, as_of)
+        events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
+        if events is None and lake.exists(EVENTS):  # none for this date: a re-run clears its earlier ones
+            events = lake.read(EVENTS).where(F.lit(False))
+    with stage("tags write"):
+        date = [{"as_of": as_of}]  # every family of the date: a family gone from the catalogue too
+        long = engine.long_tags(catalogue, profile)
+        lake.replace_partitions(
+            CUSTOMER_TAGS,
+            long,
+            partition_by=["family", "as_of"],
+            partitions=date,
+            plain_encoded=engine.plain_encoded(long[0]),
+        )
+        # A tag new to the catalogue is a new column (earlier dates read null); a tag gone from it
+        # keeps its column, null from this date on.
+        lake.replace_partitions(
+            PROFILE,
+            profile,
+            partition_by=["as_of"],
+            partitions=date,
+            evolve=True,
+            plain_encoded=engine.plain_encoded(profile),
+        )
+        if events is not None:
+            lake.replace_partitions(EVENTS, events, partition_by=["as_of"], partitions=date)
 
 
 def check_profile_types(catalogue: Catalogue, profile: DataFrame, lake: Lake) -> None:
