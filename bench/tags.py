@@ -303,12 +303,13 @@ def run_engine(
         result = engine.compute(catalogue, built, persons, as_of=as_of)
         facts.release([*built.values(), persons])
         marks.append(time.monotonic())
-    # Partitioned and encoded as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
-    write_parquet(result.profile, out / "profile", ["as_of"], "overwrite")
-    marks.append(time.monotonic())
-    for i, part in enumerate(engine.long_tags(catalogue, result.profile)):  # one write per family, as the job
-        write_parquet(part, out / "long", ["family", "as_of"], "append" if i else "overwrite")
-    marks.append(time.monotonic())
+    # Partitioned, encoded and generated as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
+    with engine.split_codegen(spark):
+        write_parquet(result.profile, out / "profile", ["as_of"], "overwrite")
+        marks.append(time.monotonic())
+        for i, part in enumerate(engine.long_tags(catalogue, result.profile)):  # one write per family, as the job
+            write_parquet(part, out / "long", ["family", "as_of"], "append" if i else "overwrite")
+        marks.append(time.monotonic())
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 import textwrap
 from decimal import Decimal
@@ -325,3 +326,29 @@ def test_facts_keep_the_columns_the_catalogue_names(tmp_path: Path) -> None:
     assert "event_id" not in needed["app_events"] and "os" in needed["app_events"]
     assert needed["members"] is None
     assert needed["orders"] == {"amount", "returned"}  # the value models' columns, with no orders tag
+
+
+def test_session_settings_hold_for_their_block_only(spark: SparkSession, caplog: pytest.LogCaptureFixture) -> None:
+    limit, adaptive = "spark.sql.codegen.hugeMethodLimit", "spark.sql.adaptive.enabled"
+    unset_limit, unset_adaptive = spark.conf.get(limit), spark.conf.get(adaptive)
+    spark.conf.set(limit, "60000")
+    try:
+        with engine.split_codegen(spark):
+            assert spark.conf.get(limit) == "8000"
+            with engine.planned_partitioning(spark) as partitions:
+                assert spark.conf.get(adaptive) == "false" and spark.conf.get(limit) == "8000"
+                assert partitions == int(spark.conf.get("spark.sql.shuffle.partitions"))
+            assert spark.conf.get(adaptive) == unset_adaptive
+        assert spark.conf.get(limit) == "60000"  # what was set before, not Spark's default
+    finally:
+        spark.conf.unset(limit)
+    with engine.split_codegen(spark):
+        pass
+    assert spark.conf.get(limit) == unset_limit
+    # A setting the session refuses is named with its cost, and the block runs without it.
+    refused = {"spark.sql.warehouse.dir": ("/elsewhere", "the tags go elsewhere")}  # a static setting
+    with caplog.at_level(logging.WARNING, logger="cdp.tags.engine"), engine._settings(spark, refused):
+        ran = True
+    assert ran and spark.conf.get("spark.sql.warehouse.dir") != "/elsewhere"
+    assert [r.getMessage() for r in caplog.records if "cannot set spark.sql.warehouse.dir" in r.getMessage()]
+    assert "the tags go elsewhere" in caplog.text

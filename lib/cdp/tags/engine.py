@@ -53,6 +53,12 @@ PLANNED = {
 }
 
 
+# Set while the profile and the long table are written (see `split_codegen`), with what each costs if refused.
+WRITING = {
+    "spark.sql.codegen.hugeMethodLimit": ("8000", "a write may spend a core for 20 s in a failed JIT compilation"),
+}
+
+
 @contextlib.contextmanager
 def planned_partitioning(spark: SparkSession) -> Iterator[int]:
     """Adaptive query execution off while the tags are computed; yields the number of partitions to use.
@@ -66,10 +72,34 @@ def planned_partitioning(spark: SparkSession) -> Iterator[int]:
     managed runtimes), the tags are computed without it: the same values, more work.
     """
     text = spark.conf.get(SHUFFLE_PARTITIONS) or ""
-    partitions = int(text) if text.isdigit() else DEFAULT_PARTITIONS
+    with _settings(spark, PLANNED):
+        yield int(text) if text.isdigit() else DEFAULT_PARTITIONS
+
+
+@contextlib.contextmanager
+def split_codegen(spark: SparkSession) -> Iterator[None]:
+    """Whole-stage code generation off for stages whose generated method is larger than 8000 bytes,
+    while the outputs of `compute` are written.
+
+    A row of the profile has a column per tag, and its derived levels are projections over the
+    checkpoint: Spark generates the projections and the write of all those columns as one method,
+    which the JIT compiler (allowed huge methods, `cdp.spark.JIT_HUGE_METHODS`) may try to compile
+    and give up on ("out of nodes") after 20 s of a core. At 1M persons, six writes of the profile in
+    one session, alternating: 11.2, 15.6 and 21.4 s (the last with a failed 19.8 s compilation, seen
+    with Java Flight Recorder) as generated; 12.5-13.7 s with the limit, its stage run as split
+    projections, and no such compilation. The long table took the same either way (41.3-42.3 s).
+    """
+    with _settings(spark, WRITING):
+        yield
+
+
+@contextlib.contextmanager
+def _settings(spark: SparkSession, settings: Mapping[str, tuple[str, str]]) -> Iterator[None]:
+    """The session's `settings` (key: (value, what refusing it costs)) for the block, then restored;
+    a setting the session refuses (some managed runtimes) is logged with its cost and skipped."""
     before = {}
     try:
-        for key, (value, otherwise) in PLANNED.items():
+        for key, (value, otherwise) in settings.items():
             was = spark.conf.get(key, None)
             try:
                 spark.conf.set(key, value)
@@ -77,7 +107,7 @@ def planned_partitioning(spark: SparkSession) -> Iterator[int]:
                 logger.warning("tags: cannot set %s (%s); %s", key, e, otherwise)
                 continue
             before[key] = was
-        yield partitions
+        yield
     finally:
         for key, value in before.items():
             if value is None:

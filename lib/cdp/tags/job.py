@@ -65,7 +65,7 @@ def run(ctx: JobContext) -> None:
         events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
         if events is None and lake.exists(EVENTS):  # none for this date: a re-run clears its earlier ones
             events = lake.read(EVENTS).where(F.lit(False))
-    with stage("tags write"):
+    with stage("tags write"), engine.split_codegen(lake.spark):
         date = [{"as_of": as_of}]  # every family of the date: a family gone from the catalogue too
         long = engine.long_tags(catalogue, profile)
         lake.replace_partitions(
