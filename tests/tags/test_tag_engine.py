@@ -337,6 +337,7 @@ def test_session_settings_hold_for_their_block_only(spark: SparkSession, caplog:
             assert spark.conf.get(limit) == "8000"
             with engine.planned_partitioning(spark) as partitions:
                 assert spark.conf.get(adaptive) == "false" and spark.conf.get(limit) == "8000"
+                assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "false"
                 assert partitions == int(spark.conf.get("spark.sql.shuffle.partitions"))
             assert spark.conf.get(adaptive) == unset_adaptive
         assert spark.conf.get(limit) == "60000"  # what was set before, not Spark's default
