@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -420,26 +422,31 @@ class Bracket:
 
 
 def _ranked_values(ranked: DataFrame, brackets: Mapping[str, Sequence[Bracket]]) -> dict[str, list[float]]:
-    """The value of each bracket's rank among the values of column `key` of `ranked`, by one aggregation.
+    """The value of each bracket's rank among the values of column `key` of `ranked`.
 
-    Per bracket: the values below `low`, at `low` and up to `high` are counted, and those strictly
-    between collected. When a bracket does not hold its rank (the approximate quantiles broke their
-    bound), every bracket of that column is widened to all its values, and computed again.
+    Per bracket: the values below `low`, at `low` and up to `high` are counted by one aggregation,
+    and those strictly between are collected by one filter (a few per bracket). The counts alone
+    are generated code: with the values collected by the same aggregation (`collect_list`), it
+    ran row by row, and at 1M persons took 3.0 s of the 4.7 s of a level's three scores.
+    When a bracket does not hold its rank (the approximate quantiles broke their bound), every
+    bracket of that column is widened to all its values, and computed again.
     """
     if not brackets:
         return {}
-    columns = []
+    counts, between = [], []
     for key, wanted in brackets.items():
         value = F.col(key)
         for j, b in enumerate(wanted):
             low, high = F.lit(b.low), F.lit(b.high)
-            columns += [
+            counts += [
                 F.count_if(value < low).alias(f"{key}/{j}/below"),
                 F.count_if(value == low).alias(f"{key}/{j}/at"),
                 F.count_if(value <= high).alias(f"{key}/{j}/upto"),
-                F.collect_list(F.when((value > low) & (value < high), value)).alias(f"{key}/{j}/inside"),
             ]
-    row = ranked.agg(*columns).first()
+            between.append((value > low) & (value < high))
+    row = ranked.agg(*counts).first()
+    keys = list(brackets)
+    inside = ranked.where(functools.reduce(operator.or_, between)).select(*keys).collect()
     cuts: dict[str, list[float]] = {}
     missed: dict[str, list[Bracket]] = {}
     for key, wanted in brackets.items():
@@ -449,9 +456,9 @@ def _ranked_values(ranked: DataFrame, brackets: Mapping[str, Sequence[Bracket]])
             if not below < b.rank <= upto:
                 missed[key] = [Bracket(w.rank, -math.inf, math.inf) for w in wanted]
                 break
-            inside = sorted(row[f"{key}/{j}/inside"])
+            values = sorted(v for r in inside if (v := r[key]) is not None and b.low < v < b.high)
             after = b.rank - below - at  # how far past `low` the rank is
-            cuts[key].append(b.low if after <= 0 else inside[after - 1] if after <= len(inside) else b.high)
+            cuts[key].append(b.low if after <= 0 else values[after - 1] if after <= len(values) else b.high)
     if missed:
         logger.warning("tags: %s: a cut point is outside its bracket; ranking every value", ", ".join(missed))
         cuts |= _ranked_values(ranked, missed)
