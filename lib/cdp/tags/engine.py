@@ -12,7 +12,7 @@ Per fact, whatever the number of tags:
 The per-person results are joined to every one_id once and checkpointed; tags computed from
 other tags (`expr`, `cases`, `bands`, `score`) are then column expressions over that one row per
 person, level by level; the exact quantiles of all `score` tags of a level come from two
-aggregations over the persons, not over the facts. The facts and the persons come hash-partitioned by
+aggregations and a filter over the persons, not over the facts. The facts and the persons come hash-partitioned by
 `one_id` (`cdp.tags.facts`), and under `planned_partitioning` none of these steps shuffles them.
 
 The result is the wide profile (`one_id`, `as_of`, one typed column per tag); `long_tags` turns it
@@ -379,12 +379,12 @@ def _quantiles(profile: DataFrame, scores: Sequence[Tag]) -> dict[str, list[floa
     approximate cut points move with them, and a few persons' scores and segments would flip (and
     fire change events) when a cluster is resized. An exact percentile keeps every distinct value in
     one buffer, which does not fit at tens of millions of persons; here `percentile_approx` (rank
-    error n / QUANTILE_ACCURACY) brackets each cut point in one aggregation, and a second one counts
-    the values below each bracket and collects the few inside it (about 4 n / QUANTILE_ACCURACY).
+    error n / QUANTILE_ACCURACY) brackets each cut point in one aggregation, a second one counts
+    the values below each bracket, and a filter collects the few inside it (about 4 n / QUANTILE_ACCURACY).
     """
     if not scores:
         return {}
-    # The values ranked, cached for the two aggregations (a few doubles per person), so that the
+    # The values ranked, cached for the aggregations and the filter (a few doubles per person), so that the
     # profile's rows are read once.
     ranked = profile.select(*[F.when(_ranked(t.spec), F.col(t.spec.of).cast("double")).alias(t.key) for t in scores])
     ranked = ranked.persist()
