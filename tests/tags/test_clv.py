@@ -73,6 +73,19 @@ def test_summary_by_hand(spark: SparkSession) -> None:
     assertDataFrameEqual(summary(orders, as_of=AS_OF.replace(tzinfo=None)), expected, rtol=1e-12)
 
 
+def test_summary_keeps_the_type_of_one_id(spark: SparkSession) -> None:
+    orders = spark.createDataFrame(
+        [("a-1", at(1, 23), 2.5), ("a-1", at(2, 1), 4.0), ("b", at(2, 5), 1.0)],
+        "one_id string, ts timestamp, amount double",
+    )
+    got = summary(orders, as_of=dt.datetime(2024, 1, 3, 12, tzinfo=UTC), unit_days=1.0)
+    want = spark.createDataFrame(
+        [("a-1", 1, 1.0, 2.5, 4.0), ("b", 0, 0.0, 1.5, None)],
+        "one_id string, frequency long, recency double, age double, monetary double",
+    )
+    assertDataFrameEqual(got, want, rtol=1e-12)
+
+
 def test_summary_age_counts_from_the_first_date_to_the_as_of_instant(spark: SparkSession) -> None:
     orders = spark.createDataFrame([(1, at(1, 23)), (1, at(2, 1))], "one_id long, ts timestamp").selectExpr(
         "*", "cast(2.5 as double) as amount"

@@ -97,12 +97,13 @@ def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT
     as are rows with a null `one_id` or `ts`; a null `amount` counts as 0.
 
     Args:
-        purchases: one row per order: `one_id` (long), `ts` (timestamp), `amount` (numeric).
+        purchases: one row per order: `one_id` (of any type: kept as it is), `ts` (timestamp),
+            `amount` (numeric).
         as_of: the end of the observation period (naive means UTC).
         unit_days: the time unit of `recency` and `age`, in days.
 
     Returns:
-        Output columns, one row per `one_id` with an order before `as_of`: `one_id` (long),
+        Output columns, one row per `one_id` with an order before `as_of`: `one_id` (its type),
         `frequency` (long, x: distinct purchase days - 1), `recency` (double, t_x: first to last
         purchase date, in units), `age` (double, T: first purchase date (00:00 UTC) to `as_of`, in
         units, so always > recency), `monetary` (double, the spend on the days after the first one
@@ -116,7 +117,7 @@ def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT
     days = (
         purchases.where(F.col("one_id").isNotNull() & ts.isNotNull() & (F.unix_micros(ts) < F.lit(end_micros)))
         .groupBy(
-            F.col("one_id").cast("long").alias("one_id"),
+            "one_id",
             F.floor(F.unix_seconds(ts) / SECONDS_PER_DAY).alias("day"),
         )
         .agg(F.sum(F.coalesce(F.col("amount"), F.lit(0))).alias("spend"))
