@@ -427,7 +427,8 @@ def _ranked_values(ranked: DataFrame, brackets: Mapping[str, Sequence[Bracket]])
     Per bracket: the values below `low`, at `low` and up to `high` are counted by one aggregation,
     and those strictly between are collected by one filter (a few per bracket). The counts alone
     are generated code: with the values collected by the same aggregation (`collect_list`), it
-    ran row by row, and at 1M persons took 3.0 s of the 4.7 s of a level's three scores.
+    ran row by row. At 1M persons the cut points of the four default scores took 4.9-6.3 s that
+    way, 3.5-3.7 s this way (three runs each, alternating, same cut points).
     When a bracket does not hold its rank (the approximate quantiles broke their bound), every
     bracket of that column is widened to all its values, and computed again.
     """
