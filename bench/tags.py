@@ -59,8 +59,9 @@ from pyspark.sql import functions as F
 
 from cdp.config import Config, load_config
 from cdp.generate.vocab import CATEGORY_WEIGHTS, PLATFORMS
-from cdp.lake import Lake
-from cdp.lake.engine import DICTIONARY_OPTION
+from cdp.lake import Lake, Partition
+from cdp.lake.delta_rs import partition_path
+from cdp.lake.engine import DICTIONARY_OPTION, partition_string
 from cdp.spark import get_spark
 from cdp.tags import clv, engine, facts
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top, load_catalogue
@@ -304,11 +305,14 @@ def run_engine(
         facts.release([*built.values(), persons])
         marks.append(time.monotonic())
     # Partitioned, encoded and generated as `cdp run tags` writes them (tags.customer_profile, tags.customer_tags).
+    # Each into its partition's folder (`Partition`), as the job's lake writes them.
+    for folder in ("profile", "long"):
+        shutil.rmtree(out / folder, ignore_errors=True)
     with engine.split_codegen(spark):
-        write_parquet(result.profile, out / "profile", ["as_of"], "overwrite")
+        write_partition(Partition({"as_of": as_of}, result.profile.drop("as_of")), out / "profile")
         marks.append(time.monotonic())
-        for i, part in enumerate(engine.long_tags(catalogue, result.profile)):  # one write per family, as the job
-            write_parquet(part, out / "long", ["family", "as_of"], "append" if i else "overwrite")
+        for part in engine.long_tags(catalogue, result.profile, as_of):  # one write per family, as the job
+            write_partition(part, out / "long")
         marks.append(time.monotonic())
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)
@@ -318,12 +322,14 @@ def run_engine(
     return EngineRun(marks[-1] - marks[0], phases, dict(result.passes), found, len(executions), out / "long")
 
 
-def write_parquet(df: DataFrame, path: Path, partition_by: list[str], mode: str) -> None:
-    """`df` as Parquet, with the columns the job writes without a dictionary (`engine.plain_encoded`)."""
-    writer = df.write.mode(mode).partitionBy(*partition_by)
-    for column in engine.plain_encoded(df):
+def write_partition(part: Partition, table: Path) -> None:
+    """`part`'s rows as Parquet in its partition's folder under `table`, with the columns the job
+    writes without a dictionary (`engine.plain_encoded`)."""
+    values = {c: partition_string(v) for c, v in part.values.items()}
+    writer = part.rows.write.mode("error")
+    for column in engine.plain_encoded(part.rows):
         writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
-    writer.parquet(str(path))
+    writer.parquet(str(table / partition_path(values, list(values))))
 
 
 def report_engine(title: str, catalogue: Catalogue, run: EngineRun, spark: SparkSession, persons: int) -> None:
@@ -499,10 +505,8 @@ def baseline_long(spark: SparkSession, catalogue: Catalogue, as_of: dt.date, fol
     per-tag outputs ran the driver out of memory at 1M persons)."""
     parts = []
     for tag in catalogue:
-        value = spark.read.parquet(str(folder / tag.key)).select(
-            "one_id", F.lit(as_of).alias("as_of"), F.col("value").alias(tag.key)
-        )
-        parts.extend(engine.long_tags(Catalogue((tag,)), value))
+        value = spark.read.parquet(str(folder / tag.key)).select("one_id", F.col("value").alias(tag.key))
+        parts.extend(part.rows for part in engine.long_tags(Catalogue((tag,)), value, as_of))
     return functools.reduce(DataFrame.unionByName, parts)
 
 

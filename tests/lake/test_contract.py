@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from cdp.errors import LakeError, SchemaMismatchError
-from cdp.lake import Lake
+from cdp.lake import Lake, Partition
 
 ALL_TYPES = """
     id long, b boolean, i8 byte, i16 short, i32 int, f32 float, f64 double,
@@ -284,6 +284,45 @@ def test_parts_of_one_write_are_one_version(lake: Lake, spark: SparkSession) -> 
     with pytest.raises(LakeError, match=r"silver.parts: nothing to write"):
         lake.replace_partitions("silver.parts", [], partition_by=["part"])
     assert lake.info("silver.parts").version == before + 1
+
+
+def test_partition_parts_are_written_into_their_folders(lake: Lake, spark: SparkSession) -> None:
+    schema = "n long, kind string, d date"
+    day = dt.date(2024, 5, 1)
+    lake.overwrite("silver.folders", spark.createDataFrame([(1, "keep", day), (2, "old", day)], schema),
+                   partition_by=["kind", "d"])  # fmt: skip
+    # Values Spark escapes in folder names, the null partition, and an empty string (null to Spark too).
+    kinds = ["old", "a/b=c%d #?", None, ""]
+    parts = [
+        Partition({"kind": kind, "d": day}, spark.range(k, k + 2).select(F.col("id").alias("n")))
+        for k, kind in zip((10, 20, 30, 40), kinds, strict=True)
+    ]
+    before = lake.info("silver.folders").version
+    result = lake.replace_partitions(
+        "silver.folders", parts, partition_by=["kind", "d"], partitions=[{"kind": k} for k in kinds[:3]]
+    )
+    assert result.version == before + 1 and result.rows == 8
+    expected = [(1, "keep", day), (10, "old", day), (11, "old", day), (20, "a/b=c%d #?", day), (21, "a/b=c%d #?", day)]
+    expected += [(n, None, day) for n in (30, 31, 40, 41)]
+    assertDataFrameEqual(lake.read("silver.folders"), spark.createDataFrame(expected, schema))
+    # The same partitions for every reader: delta-rs reads the values from the log.
+    table = DeltaTable(lake.path("silver.folders")).to_pyarrow_table()
+    assert sorted(zip(table["n"].to_pylist(), table["kind"].to_pylist(), strict=True), key=lambda r: r[0]) == [
+        (n, kind) for n, kind, _ in sorted(expected)
+    ]
+    assert set(table["d"].to_pylist()) == {day}
+    with pytest.raises(SchemaMismatchError, match=r"silver.folders: a Partition gives values of \['kind'\]"):
+        lake.replace_partitions(
+            "silver.folders",
+            [Partition({"kind": "x"}, spark.range(1).select(F.col("id").alias("n")))],
+            partition_by=["kind", "d"],
+        )
+    with pytest.raises(SchemaMismatchError, match=r"silver.folders: a Partition's rows hold the partition column kind"):
+        rows = spark.createDataFrame([(1, "x")], "n long, kind string")
+        lake.replace_partitions(
+            "silver.folders", [Partition({"kind": "x", "d": day}, rows)], partition_by=["kind", "d"]
+        )
+    assert lake.info("silver.folders").version == before + 1
 
 
 def test_plain_encoded_columns_are_written_without_a_dictionary(lake: Lake, spark: SparkSession) -> None:

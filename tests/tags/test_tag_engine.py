@@ -223,10 +223,13 @@ def test_long_table_has_one_row_per_known_value_in_one_part_per_family(
     facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
     persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
     result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
-    parts = engine.long_tags(catalogue, result.profile)
-    families = [{(r.family, r.as_of) for r in part.select("family", "as_of").distinct().collect()} for part in parts]
-    assert families == [{("behaviour", AS_OF)}, {("loyalty", AS_OF)}]
-    rows = {(r.one_id, r.tag): r.value for part in parts for r in part.collect()}
+    parts = engine.long_tags(catalogue, result.profile, AS_OF)
+    assert [part.values for part in parts] == [
+        {"family": "behaviour", "as_of": AS_OF},
+        {"family": "loyalty", "as_of": AS_OF},
+    ]
+    assert all(part.rows.columns == ["one_id", "tag", "value"] for part in parts)
+    rows = {(r.one_id, r.tag): r.value for part in parts for r in part.rows.collect()}
     assert rows[(3, "orders_total")] == "0" and (3, "last_channel") not in rows
     assert rows[(2, "spend")] == "200.0" and rows[(2, "segment")] == "star"
     assert rows[(1, "repeat_buyer")] == "true" and rows[(2, "repeat_buyer")] == "false"

@@ -158,15 +158,22 @@ class DeltaRsEngine:
     def write(self, parts: Sequence[DataFrame], request: WriteRequest) -> WriteResult:
         commit_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         folder = f"{request.path.rstrip('/')}/{COMMIT_DIR}={commit_id}"
-        for i, part in enumerate(parts):
+        within = request.part_partitions or (None,) * len(parts)
+        for i, (part, partition) in enumerate(zip(parts, within, strict=True)):
             # The first part creates the folder ("error", not its synonym "errorifexists", which the
             # Spark Connect client refuses); the others add files to it. Nothing is committed yet.
-            writer = part.select(*request.schema.names).write.mode("append" if i else "error")
+            if partition is None:
+                writer = part.select(*request.schema.names).write.mode("append" if i else "error")
+                target = folder
+            else:  # the rows of one partition: into its folder, without the partition columns
+                data = [n for n in request.schema.names if n not in request.partition_by]
+                writer = part.select(*data).write.mode("append" if i else "error")
+                target = f"{folder}/{partition_path(partition, request.partition_by)}"
             for column in request.plain_encoded:
                 writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
-            if request.partition_by:
+            if request.partition_by and partition is None:
                 writer = writer.partitionBy(*request.partition_by)
-            writer.parquet(folder)
+            writer.parquet(target)
         adds = self._add_actions(request.path, folder)
         rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
         written = sum(a.size for a in adds)
@@ -300,6 +307,20 @@ def _relative(uri: str, root: str) -> str:
         if uri.startswith(prefix):
             return uri[len(prefix) :]
     return uri
+
+
+# The characters Spark escapes in a partition folder's name (`ExternalCatalogUtils.escapePathName`).
+_ESCAPED = frozenset(chr(c) for c in range(1, 32)) | frozenset("\"#%'*/:=?\\\x7f{[]^")
+
+
+def partition_path(values: PartitionSpec, columns: Sequence[str]) -> str:
+    """The folder of a partition below a table's (or a commit folder's) root, as Spark names it:
+    `k=v/...` in the order of `columns`, escaped, with the null partition's name for None."""
+
+    def escape(text: str) -> str:
+        return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in text)
+
+    return "/".join(f"{escape(c)}={_NULL_PARTITION if values[c] is None else escape(values[c])}" for c in columns)
 
 
 def _partition_values(relative: str) -> dict[str, str | None]:

@@ -22,6 +22,21 @@ PartitionSpec = Mapping[str, str | None]
 
 
 @dataclass(frozen=True)
+class Partition:
+    """A part of a write whose rows all fall in one partition: `rows` hold the table's other
+    columns, `values` the partition's value of every partition column (None: the null partition).
+
+    The engine writes the rows straight into the partition's folder: Spark neither computes nor
+    carries the partition of each row. At 1M persons, the 150M rows of the tag engine's long table
+    (eight parts, one per family): 32.5-34.5 s written this way, 37.3-41.0 s as DataFrames with the
+    family and the date as literal columns (one session, alternating, the same rows read back).
+    """
+
+    values: Mapping[str, object]
+    rows: DataFrame
+
+
+@dataclass(frozen=True)
 class WriteRequest:
     """One write, fully resolved by the facade."""
 
@@ -37,6 +52,9 @@ class WriteRequest:
     metadata: Mapping[str, str]
     # Columns written without a Parquet dictionary (see `Lake.replace_partitions`).
     plain_encoded: tuple[str, ...] = ()
+    # For each part, its partition when it is a `Partition` (its rows lack the partition columns
+    # then), else None (a DataFrame with the partition columns). Empty: every part is a DataFrame.
+    part_partitions: tuple[PartitionSpec | None, ...] = ()
 
 
 # The Parquet writer's switch for one column's dictionary (parquet-mr's `<key>#<column>` form).

@@ -26,7 +26,16 @@ from cdp.errors import CdpError, LakeError, SchemaMismatchError
 from cdp.lake import schema as schema_rules
 from cdp.lake.delta_rs import DeltaRsEngine
 from cdp.lake.delta_spark import DeltaSparkEngine
-from cdp.lake.engine import Commit, Engine, TableInfo, WriteMode, WriteRequest, WriteResult, partition_string
+from cdp.lake.engine import (
+    Commit,
+    Engine,
+    Partition,
+    TableInfo,
+    WriteMode,
+    WriteRequest,
+    WriteResult,
+    partition_string,
+)
 from cdp.spark import capabilities
 
 logger = logging.getLogger(__name__)
@@ -169,7 +178,7 @@ class Lake:
     def replace_partitions(
         self,
         name: str,
-        df: DataFrame | Sequence[DataFrame],
+        df: DataFrame | Sequence[DataFrame | Partition],
         *,
         partition_by: Sequence[str],
         partitions: Iterable[Mapping[str, object]] | None = None,
@@ -179,9 +188,11 @@ class Lake:
         """Replace whole partitions atomically; the others stay as they are.
 
         Args:
-            df: the rows, or several DataFrames of the same columns (parts) committed as one version.
-                Spark writes each part by itself: a part whose partition values are literals is
-                written without sorting its rows by them (what one DataFrame of several partitions needs).
+            df: the rows, or several parts committed as one version: DataFrames of the same
+                columns, or `Partition`s (the rows of one partition, without the partition
+                columns). Spark writes each part by itself: a part whose partition values are
+                literals is written without sorting its rows by them (what one DataFrame of several
+                partitions needs), and a `Partition` straight into its folder.
             partitions: the partitions to replace, as {column: value} (None: the null partition);
                 a partition column left out matches every value, so `{"as_of": d}` of a table
                 partitioned by (family, as_of) is every family of date d. Rows of `df` must fall
@@ -205,7 +216,7 @@ class Lake:
     def _write(
         self,
         name: str,
-        data: DataFrame | Sequence[DataFrame],
+        data: DataFrame | Sequence[DataFrame | Partition],
         mode: WriteMode,
         partition_by: Sequence[str],
         partitions: tuple | None,
@@ -213,9 +224,20 @@ class Lake:
         plain_encoded: Sequence[str] = (),
     ) -> WriteResult:
         path = self.path(name)
-        parts = [data] if isinstance(data, DataFrame) else list(data)
-        if not parts:
+        given = [data] if isinstance(data, DataFrame) else list(data)
+        if not given:
             raise LakeError(f"table {name}: nothing to write (no parts)")
+        exists = self.engine.exists(path)
+        current = self.engine.schema(path) if exists else None
+        partition_by = tuple(partition_by)
+        if exists:
+            table_parts = self.engine.partition_columns(path)
+            if partition_by and partition_by != table_parts and not (mode == "overwrite" and evolve):
+                raise SchemaMismatchError(
+                    f"table {name}: partitioned by {list(table_parts)}, the write asks for {list(partition_by)}"
+                )
+            partition_by = partition_by or table_parts
+        parts = [_whole(name, p, partition_by, current) if isinstance(p, Partition) else p for p in given]
         df = parts[0]
         for other in parts[1:]:
             if _columns(other) != _columns(df):
@@ -235,16 +257,6 @@ class Lake:
             self.results.append(result)
             return result
 
-        exists = self.engine.exists(path)
-        current = self.engine.schema(path) if exists else None
-        partition_by = tuple(partition_by)
-        if exists:
-            table_parts = self.engine.partition_columns(path)
-            if partition_by and partition_by != table_parts and not (mode == "overwrite" and evolve):
-                raise SchemaMismatchError(
-                    f"table {name}: partitioned by {list(table_parts)}, the write asks for {list(partition_by)}"
-                )
-            partition_by = partition_by or table_parts
         missing = [c for c in partition_by if c not in df.columns]
         if missing:
             raise SchemaMismatchError(f"table {name}: partition column {', '.join(missing)} not in the data")
@@ -266,6 +278,10 @@ class Lake:
             txn_version=txn_version,
             metadata={"cdp.job": self.job, "cdp.run_id": self.run_id, "cdp.mode": mode},
             plain_encoded=tuple(plain_encoded),
+            part_partitions=tuple(
+                {c: partition_string(p.values[c]) or None for c in partition_by} if isinstance(p, Partition) else None
+                for p in given
+            ),
         )
         with _about(name):
             result = self.engine.write(aligned, request)
@@ -279,6 +295,24 @@ class Lake:
         )
         self.results.append(result)
         return result
+
+
+def _whole(name: str, part: Partition, partition_by: Sequence[str], current: StructType | None) -> DataFrame:
+    """A `Partition`'s rows with its partition values as columns (of the table's types, if it exists)."""
+    if set(part.values) != set(partition_by):
+        raise SchemaMismatchError(
+            f"table {name}: a Partition gives values of {sorted(part.values)}, the partition columns are "
+            f"{list(partition_by)}"
+        )
+    inside = [c for c in part.rows.columns if c in part.values]
+    if inside:
+        raise SchemaMismatchError(f"table {name}: a Partition's rows hold the partition column {', '.join(inside)}")
+    types = {f.name: f.dataType for f in current} if current is not None else {}
+    values = {}
+    for column, value in part.values.items():
+        literal = F.lit(value)
+        values[column] = literal.cast(types[column]) if column in types else literal
+    return part.rows.withColumns(values)
 
 
 def _columns(df: DataFrame) -> list[tuple[str, object]]:

@@ -16,7 +16,7 @@ aggregations and a filter over the persons, not over the facts. The facts and th
 `one_id` (`cdp.tags.facts`), and under `planned_partitioning` none of these steps shuffles them.
 
 The result is the wide profile (`one_id`, `as_of`, one typed column per tag); `long_tags` turns it
-into (`one_id`, `tag`, `value`, `as_of`, `family`), one DataFrame per family.
+into rows (`one_id`, `tag`, `value`), one partition (`family`, `as_of`) of the long table per family.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, TimestampType
 
 from cdp.errors import CdpError, ConfigError
+from cdp.lake import Partition
 from cdp.tags import clv
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top
 from cdp.tags.facts import as_of_instant
@@ -202,26 +203,25 @@ def _joined(persons: DataFrame, parts: Sequence[DataFrame]) -> DataFrame:
     return packed.select(*[F.col(f"{c}.*") if c.startswith("_part") else F.col(c) for c in packed.columns])
 
 
-def long_tags(catalogue: Catalogue, profile: DataFrame) -> list[DataFrame]:
-    """The profile as one row per (one_id, tag) with a value, one DataFrame per family.
+def long_tags(catalogue: Catalogue, profile: DataFrame, as_of: dt.date) -> list[Partition]:
+    """The profile as one row per (one_id, tag) with a value: one `Partition` per family.
 
-    Each has `one_id`, `tag`, `value` (string), `as_of`, `family`, the family as a literal (and
-    `as_of` too for a profile from `compute`): written as the parts of one write partitioned by
-    them (`Lake.replace_partitions`), Spark needs not sort the rows by partition (at 1M persons,
-    150M rows: the sort spilled 7 GB and the write took twice as long). Unknown values (null)
-    have no row. Each profile row becomes its tags' rows by one `stack` (2.5 times faster than
-    exploding an array of structs).
+    Each holds the rows (`one_id`, `tag`, `value` as a string) of the partition (`family`,
+    `as_of`) of `tags.customer_tags`: written straight into its folder (`Lake.replace_partitions`),
+    Spark neither sorts the rows by partition (at 1M persons, 150M rows: the sort spilled 7 GB and
+    the write took twice as long) nor carries the family and the date on every row (see
+    `Partition`). Unknown values (null) have no row. Each profile row becomes its tags' rows by
+    one `stack` (2.5 times faster than exploding an array of structs).
     """
     types = {f.name: f.dataType for f in profile.schema.fields}
     parts = []
     for family in catalogue.families:
         tags = [t for t in catalogue if t.family == family]
         pairs = [c for t in tags for c in (F.lit(t.key), _text(F.col(t.key), types[t.key]))]
-        parts.append(
-            profile.select("one_id", "as_of", F.stack(F.lit(len(tags)), *pairs).alias("tag", "value"))
-            .where(F.col("value").isNotNull())
-            .select("one_id", "tag", "value", "as_of", F.lit(family).alias("family"))
+        rows = profile.select("one_id", F.stack(F.lit(len(tags)), *pairs).alias("tag", "value")).where(
+            F.col("value").isNotNull()
         )
+        parts.append(Partition({"family": family, "as_of": as_of}, rows))
     return parts
 
 

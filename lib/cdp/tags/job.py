@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp.errors import ConfigError
-from cdp.lake import Lake
+from cdp.lake import Lake, Partition
 from cdp.runtime import Job, JobContext, job_main, stage
 from cdp.tags import engine, facts
 from cdp.tags.catalogue import Catalogue, load_catalogue
@@ -67,19 +67,19 @@ def run(ctx: JobContext) -> None:
             events = lake.read(EVENTS).where(F.lit(False))
     with stage("tags write"), engine.split_codegen(lake.spark):
         date = [{"as_of": as_of}]  # every family of the date: a family gone from the catalogue too
-        long = engine.long_tags(catalogue, profile)
+        long = engine.long_tags(catalogue, profile, as_of)
         lake.replace_partitions(
             CUSTOMER_TAGS,
             long,
             partition_by=["family", "as_of"],
             partitions=date,
-            plain_encoded=engine.plain_encoded(long[0]),
+            plain_encoded=engine.plain_encoded(long[0].rows),
         )
         # A tag new to the catalogue is a new column (earlier dates read null); a tag gone from it
-        # keeps its column, null from this date on.
+        # keeps its column, null from this date on. The rows of one date: written into its folder.
         lake.replace_partitions(
             PROFILE,
-            profile,
+            [Partition({"as_of": as_of}, profile.drop("as_of"))],
             partition_by=["as_of"],
             partitions=date,
             evolve=True,
