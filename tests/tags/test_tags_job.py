@@ -17,6 +17,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from cdp.cli import main as cli_main
 from cdp.lake import Lake
@@ -144,6 +145,28 @@ def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, c
     assert sorted(r.one_id for r in built["orders"].collect()) == [101, 101, 102]  # P3, P4: at or after D
     tag_facts.release(frames)
     assert not any(f.storageLevel.useMemory or f.storageLevel.useDisk for f in frames)
+
+
+def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession, resolved_lake: Path) -> None:
+    lake = Lake(spark, str(resolved_lake))
+    as_of = dt.date(2026, 6, 1)
+    both = tag_facts.build(lake, as_of, {"orders": None, "order_lines": None}, partitions=3)
+    # Each fact alone joins the orders itself: the same rows either way.
+    for name in both:
+        alone = tag_facts.build(lake, as_of, {name: None}, partitions=3)
+        assert both[name].count() > 1000
+        assertDataFrameEqual(both[name], alone[name])
+        tag_facts.release(alone.values())
+    tag_facts.release(both.values())
+    sources = tag_facts.Sources(lake, tag_facts.as_of_instant(as_of), shared=True)
+    pos, ecom = sources.pos_orders(), sources.ecom_orders()
+    assert sources.pos_orders() is pos and sources.ecom_orders() is ecom  # one join each, cached
+    assert pos.storageLevel.useMemory and ecom.storageLevel.useMemory
+    assert pos.columns == list(tag_facts.POS_ORDER_COLUMNS) and ecom.columns == list(tag_facts.ECOM_ORDER_COLUMNS)
+    sources.release()
+    assert not (pos.storageLevel.useMemory or ecom.storageLevel.useMemory)
+    unshared = tag_facts.Sources(lake, tag_facts.as_of_instant(as_of))
+    assert unshared.pos_orders() is not unshared.pos_orders()
 
 
 def test_events_list_the_changes_since_the_previous_date(spark: SparkSession, small_lake: str, monkeypatch) -> None:
