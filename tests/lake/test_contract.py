@@ -323,6 +323,15 @@ def test_partition_parts_are_written_into_their_folders(lake: Lake, spark: Spark
             "silver.folders", [Partition({"kind": "x", "d": day}, rows)], partition_by=["kind", "d"]
         )
     assert lake.info("silver.folders").version == before + 1
+    # A table created by Partitions alone: the null partition's column is a string, as Spark's folders.
+    lake.replace_partitions(
+        "silver.fresh",
+        [Partition({"kind": None}, spark.range(2).select(F.col("id").alias("n")))],
+        partition_by=["kind"],
+    )
+    assertDataFrameEqual(
+        lake.read("silver.fresh"), spark.createDataFrame([(0, None), (1, None)], "n long, kind string")
+    )
 
 
 def test_plain_encoded_columns_are_written_without_a_dictionary(lake: Lake, spark: SparkSession) -> None:

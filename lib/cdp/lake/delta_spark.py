@@ -75,7 +75,9 @@ class DeltaSparkEngine:
         return reader.load(path)
 
     def write(self, parts: Sequence[DataFrame], request: WriteRequest) -> WriteResult:
-        df = functools.reduce(DataFrame.unionByName, parts)  # one Delta write: one commit
+        # One Delta write: one commit. A `Partition` part comes with its values as literal columns
+        # (`request.part_partitions` says which), which Delta's writer partitions by like any other.
+        df = functools.reduce(DataFrame.unionByName, parts)
         metadata = {
             **request.metadata,
             "cdp.app_id": request.app_id,

@@ -311,7 +311,11 @@ def _whole(name: str, part: Partition, partition_by: Sequence[str], current: Str
     values = {}
     for column, value in part.values.items():
         literal = F.lit(value)
-        values[column] = literal.cast(types[column]) if column in types else literal
+        if column in types:
+            literal = literal.cast(types[column])
+        elif value is None:  # a new table's column of the null partition: a string, as Spark's folders
+            literal = literal.cast("string")
+        values[column] = literal
     return part.rows.withColumns(values)
 
 
