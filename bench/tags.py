@@ -61,7 +61,7 @@ from cdp.config import Config, load_config
 from cdp.generate.vocab import CATEGORY_WEIGHTS, PLATFORMS
 from cdp.lake import Lake, Partition
 from cdp.lake.delta_rs import partition_path
-from cdp.lake.engine import DICTIONARY_OPTION, partition_string
+from cdp.lake.engine import DICTIONARY_OPTION
 from cdp.spark import get_spark
 from cdp.tags import clv, engine, facts
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top, load_catalogue
@@ -325,11 +325,10 @@ def run_engine(
 def write_partition(part: Partition, table: Path) -> None:
     """`part`'s rows as Parquet in its partition's folder under `table`, with the columns the job
     writes without a dictionary (`engine.plain_encoded`)."""
-    values = {c: partition_string(v) for c, v in part.values.items()}
     writer = part.rows.write.mode("error")
     for column in engine.plain_encoded(part.rows):
         writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
-    writer.parquet(str(table / partition_path(values, list(values))))
+    writer.parquet(str(table / partition_path(part.spec(), list(part.values))))
 
 
 def report_engine(title: str, catalogue: Catalogue, run: EngineRun, spark: SparkSession, persons: int) -> None:

@@ -162,18 +162,17 @@ class DeltaRsEngine:
         for i, (part, partition) in enumerate(zip(parts, within, strict=True)):
             # The first part creates the folder ("error", not its synonym "errorifexists", which the
             # Spark Connect client refuses); the others add files to it. Nothing is committed yet.
-            if partition is None:
-                writer = part.select(*request.schema.names).write.mode("append" if i else "error")
-                target = folder
-            else:  # the rows of one partition: into its folder, without the partition columns
-                data = [n for n in request.schema.names if n not in request.partition_by]
-                writer = part.select(*data).write.mode("append" if i else "error")
-                target = f"{folder}/{partition_path(partition, request.partition_by)}"
+            # A Partition's rows go into its folder, without the partition columns.
+            columns = [n for n in request.schema.names if partition is None or n not in request.partition_by]
+            writer = part.select(*columns).write.mode("append" if i else "error")
             for column in request.plain_encoded:
                 writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
-            if request.partition_by and partition is None:
+            if partition is not None:
+                writer.parquet(f"{folder}/{partition_path(partition, request.partition_by)}")
+                continue
+            if request.partition_by:
                 writer = writer.partitionBy(*request.partition_by)
-            writer.parquet(target)
+            writer.parquet(folder)
         adds = self._add_actions(request.path, folder)
         rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
         written = sum(a.size for a in adds)

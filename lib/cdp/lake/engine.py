@@ -35,6 +35,11 @@ class Partition:
     values: Mapping[str, object]
     rows: DataFrame
 
+    def spec(self) -> dict[str, str | None]:
+        """The values as the Delta log and Spark's folders spell them (an empty string is the null
+        partition, as Spark writes it)."""
+        return {column: partition_string(value) or None for column, value in self.values.items()}
+
 
 @dataclass(frozen=True)
 class WriteRequest:

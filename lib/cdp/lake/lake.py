@@ -278,10 +278,7 @@ class Lake:
             txn_version=txn_version,
             metadata={"cdp.job": self.job, "cdp.run_id": self.run_id, "cdp.mode": mode},
             plain_encoded=tuple(plain_encoded),
-            part_partitions=tuple(
-                {c: partition_string(p.values[c]) or None for c in partition_by} if isinstance(p, Partition) else None
-                for p in given
-            ),
+            part_partitions=tuple(p.spec() if isinstance(p, Partition) else None for p in given),
         )
         with _about(name):
             result = self.engine.write(aligned, request)

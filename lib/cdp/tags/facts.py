@@ -91,18 +91,21 @@ class Sources:
 
     def pos_orders(self) -> DataFrame:
         """silver.pos_orders before the cut, with `one_id`."""
-        pos = _silver(self.lake, "pos_orders").where(F.col("order_time") < F.lit(self.cut))
-        return self._once(
-            "pos_orders", lambda: _with_one_id(self.lake, pos, "pos_orders", "order_no"), POS_ORDER_COLUMNS
-        )
+
+        def join() -> DataFrame:
+            pos = _silver(self.lake, "pos_orders").where(F.col("order_time") < F.lit(self.cut))
+            return _with_one_id(self.lake, pos, "pos_orders", "order_no")
+
+        return self._once("pos_orders", join, POS_ORDER_COLUMNS)
 
     def ecom_orders(self) -> DataFrame:
         """silver.ecom_orders paid (else created) before the cut, with `one_id` and that time as `ts`."""
-        ecom = _silver(self.lake, "ecom_orders").withColumn("ts", F.coalesce("paid_at", "created_at"))
-        ecom = ecom.where(F.col("ts") < F.lit(self.cut))
-        return self._once(
-            "ecom_orders", lambda: _with_one_id(self.lake, ecom, "ecom_orders", "order_id"), ECOM_ORDER_COLUMNS
-        )
+
+        def join() -> DataFrame:
+            ecom = _silver(self.lake, "ecom_orders").withColumn("ts", F.coalesce("paid_at", "created_at"))
+            return _with_one_id(self.lake, ecom.where(F.col("ts") < F.lit(self.cut)), "ecom_orders", "order_id")
+
+        return self._once("ecom_orders", join, ECOM_ORDER_COLUMNS)
 
     def release(self) -> None:
         """Drop the cached joins (the facts built from them are cached themselves)."""
@@ -110,6 +113,7 @@ class Sources:
         self._joined.clear()
 
     def _once(self, name: str, join: Callable[[], DataFrame], columns: Sequence[str]) -> DataFrame:
+        """`join()`, or with `shared` its cached columns, joined (and its tables' logs read) once."""
         if not self.shared:
             return join()
         if name not in self._joined:
