@@ -31,9 +31,10 @@ The engine runs once untimed first, so that it finds warm file caches, a warm JV
 Python workers, as the baseline after it does. It then runs `--repeat` times (3 by default): on
 these machines the same code has taken 139 to 162 s in two runs an hour apart, while the
 baseline's 84 queries average their own noise out; the ratio uses the median run, and the ratio
-to every run is printed with it (how many of them reach the target). The scans come from the Spark UI's REST API of the
-session (the bench turns the UI on), so this needs classic Spark, not Spark Connect. `--keep DIR`
-keeps the outputs (profiles, long tables, the baseline's per-tag outputs, the generated catalogue).
+to every run is printed with it (how many of them reach the target). The scans come from the
+Spark UI's REST API of the session (the bench turns the UI on), so this needs classic Spark, not
+Spark Connect. `--keep DIR` keeps the outputs (profiles, long tables, the baseline's per-tag
+outputs, the generated catalogue).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from cdp.config import Config, load_config
 from cdp.generate.vocab import CATEGORY_WEIGHTS, PLATFORMS
 from cdp.lake import Lake, Partition
 from cdp.lake.delta_rs import partition_path
-from cdp.lake.engine import DICTIONARY_OPTION
+from cdp.lake.engine import dictionary_off
 from cdp.spark import get_spark
 from cdp.tags import clv, engine, facts
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top, load_catalogue
@@ -328,9 +329,7 @@ def run_engine(
 def write_partition(part: Partition, table: Path) -> None:
     """`part`'s rows as Parquet in its partition's folder under `table`, with the columns the job
     writes without a dictionary (`engine.plain_encoded`)."""
-    writer = part.rows.write.mode("error")
-    for column in engine.plain_encoded(part.rows):
-        writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
+    writer = part.rows.write.mode("error").options(**dictionary_off(engine.plain_encoded(part.rows)))
     writer.parquet(str(table / partition_path(part.spec(), list(part.values))))
 
 

@@ -36,12 +36,12 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from cdp.errors import LakeError, TableNotFoundError
 from cdp.lake.engine import (
-    DICTIONARY_OPTION,
     Commit,
     PartitionSpec,
     TableInfo,
     WriteRequest,
     WriteResult,
+    dictionary_off,
     partition_string,
 )
 from cdp.lake.stats import stats_json
@@ -164,9 +164,11 @@ class DeltaRsEngine:
             # Spark Connect client refuses); the others add files to it. Nothing is committed yet.
             # A Partition's rows go into its folder, without the partition columns.
             columns = [n for n in request.schema.names if partition is None or n not in request.partition_by]
-            writer = part.select(*columns).write.mode("append" if i else "error")
-            for column in request.plain_encoded:
-                writer = writer.option(DICTIONARY_OPTION.format(column=column), "false")
+            writer = (
+                part.select(*columns)
+                .write.mode("append" if i else "error")
+                .options(**dictionary_off(request.plain_encoded))
+            )
             if partition is not None:
                 writer.parquet(f"{folder}/{partition_path(partition, request.partition_by)}")
                 continue

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from cdp.errors import TableNotFoundError
-from cdp.lake.engine import DICTIONARY_OPTION, Commit, PartitionSpec, TableInfo, WriteRequest, WriteResult
+from cdp.lake.engine import Commit, PartitionSpec, TableInfo, WriteRequest, WriteResult, dictionary_off
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,11 @@ class DeltaSparkEngine:
         knows to Parquet, but builds the writer's Hadoop configuration from the session's, so the
         switch is a session setting for the duration of the write. A session that refuses it (some
         managed runtimes) writes dictionaries: the same values, a little slower."""
-        keys = [DICTIONARY_OPTION.format(column=c) for c in request.plain_encoded]
         before = {}
-        for key in keys:
+        for key, off in dictionary_off(request.plain_encoded).items():
             was = self._spark.conf.get(key, None)
             try:
-                self._spark.conf.set(key, "false")
+                self._spark.conf.set(key, off)
             except PySparkException as e:
                 logger.warning("table %s: cannot set %s (%s); the column keeps its dictionary", request.table, key, e)
                 continue

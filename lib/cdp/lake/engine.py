@@ -8,7 +8,7 @@ keys and schemas, and then calls the engine. Two engines implement this: `delta_
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -64,6 +64,11 @@ class WriteRequest:
 
 # The Parquet writer's switch for one column's dictionary (parquet-mr's `<key>#<column>` form).
 DICTIONARY_OPTION = "parquet.enable.dictionary#{column}"
+
+
+def dictionary_off(columns: Iterable[str]) -> dict[str, str]:
+    """The Parquet writer options (or session settings) that write `columns` without a dictionary."""
+    return {DICTIONARY_OPTION.format(column=column): "false" for column in columns}
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class Sources:
     lake: Lake
     cut: dt.datetime
     shared: bool = False
-    _joined: dict[str, DataFrame] = field(default_factory=dict)
+    _joined: dict[str, DataFrame] = field(default_factory=dict, init=False, repr=False)
 
     def pos_orders(self) -> DataFrame:
         """silver.pos_orders before the cut, with `one_id`."""
