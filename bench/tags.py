@@ -318,6 +318,7 @@ def run_engine(
         for part in engine.long_tags(catalogue, result.profile, as_of):  # one write per family, as the job
             write_partition(part, out / "long")
         marks.append(time.monotonic())
+    result.release()
     phases = dict(
         zip(("facts", "compute", "profile", "long table"), (b - a for a, b in itertools.pairwise(marks)), strict=True)
     )

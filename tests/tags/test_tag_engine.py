@@ -356,3 +356,16 @@ def test_session_settings_hold_for_their_block_only(spark: SparkSession, caplog:
     assert ran and spark.conf.get("spark.sql.warehouse.dir") != "/elsewhere"
     assert [r.getMessage() for r in caplog.records if "cannot set spark.sql.warehouse.dir" in r.getMessage()]
     assert "the tags go elsewhere" in caplog.text
+
+
+def test_release_drops_the_caches_the_profile_reads(spark: SparkSession, catalogue_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(catalogue_dir / "behaviour.yaml", tmp_path / "behaviour.yaml")
+    catalogue = load_catalogue(tmp_path, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
+    result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    before = sorted(result.profile.collect())
+    assert result.kept and all(frame.storageLevel.useMemory for frame in result.kept)
+    result.release()
+    assert not any(frame.storageLevel.useMemory or frame.storageLevel.useDisk for frame in result.kept)
+    assert sorted(result.profile.collect()) == before  # computed again from the facts

@@ -56,13 +56,20 @@ def run(ctx: JobContext) -> None:
             try:
                 result = engine.compute(catalogue, built, persons, as_of=as_of)
             finally:
-                facts.release([*built.values(), persons])  # the profile is checkpointed
-            profile = result.profile
+                facts.release([*built.values(), persons])  # the profile is cached
             logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
+    try:
+        _publish(catalogue, result.profile, lake, as_of, ctx.run_id)
+    finally:
+        result.release()  # the profile's cache
+
+
+def _publish(catalogue: Catalogue, profile: DataFrame, lake: Lake, as_of: dt.date, run_id: str) -> None:
+    """Write the date's partitions of the long table, the profile and the change events."""
     check_profile_types(catalogue, profile, lake)  # before anything is written
     with stage("tags events"):
         previous = _previous_as_of(lake, as_of)
-        events = _events(catalogue, profile, lake, previous, ctx.run_id) if previous else None
+        events = _events(catalogue, profile, lake, previous, run_id) if previous else None
         if events is None and lake.exists(EVENTS):  # none for this date: a re-run clears its earlier ones
             events = lake.read(EVENTS).where(F.lit(False))
     with stage("tags write"), engine.split_codegen(lake.spark):
