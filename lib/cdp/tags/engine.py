@@ -72,7 +72,7 @@ def planned_partitioning(spark: SparkSession) -> Iterator[int]:
 
     The facts and the persons are hash-partitioned by `one_id` once and cached (`cdp.tags.facts`),
     so that every aggregation and join by `one_id` after them needs no shuffle. The partitioning
-    of a plan is known to the plans reading it (a checkpoint of it, the passes joined to the
+    of a plan is known to the plans reading it (a cache of it, the passes joined to the
     profile) only when that plan was not adaptive: an adaptive plan reports its partitioning as
     unknown, and Spark would then shuffle the passes and the profile again for each join.
     Aggregations over input sorted by their keys are sort-based, and the facts' caches are not
@@ -90,7 +90,7 @@ def split_codegen(spark: SparkSession) -> Iterator[None]:
     while the outputs of `compute` are written.
 
     A row of the profile has a column per tag, and its derived levels are projections over the
-    checkpoint: Spark generates the projections and the write of all those columns as one method,
+    cached profile: Spark generates the projections and the write of all those columns as one method,
     which the JIT compiler (allowed huge methods, `cdp.spark.JIT_HUGE_METHODS`) may try to compile
     and give up on ("out of nodes") after 20 s of a core. At 1M persons, six writes of the profile in
     one session, alternating: 11.2, 15.6 and 21.4 s (the last with a failed 19.8 s compilation, seen

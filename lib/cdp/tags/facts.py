@@ -309,7 +309,7 @@ def _by_person(df: DataFrame, partitions: int) -> DataFrame:
     # `planned_partitioning`: 1.2 GB at 1M persons), and can be dropped once the
     # profile is computed, leaving the memory to it for the writes. At 1M persons the facts took
     # 3.4 GB of the driver's 4.6 GB of storage memory as checkpoint blocks (rows), which no API
-    # frees: the profile's checkpoint then pushed them to disk, and was pushed there in part
+    # frees: the profile (then checkpointed too) pushed them to disk, and was pushed there in part
     # itself (facts + tags 222 s -> 196 s cached). A cached plan keeps its partitioning and order.
     cached = df.repartition(partitions, "one_id").sortWithinPartitions("one_id").persist()
     cached.count()  # built now, once, from silver: the passes read the cache
