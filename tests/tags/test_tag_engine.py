@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from cdp.errors import ConfigError
@@ -369,3 +370,27 @@ def test_release_drops_the_caches_the_profile_reads(spark: SparkSession, catalog
     result.release()
     assert not any(frame.storageLevel.useMemory or frame.storageLevel.useDisk for frame in result.kept)
     assert sorted(result.profile.collect()) == before  # computed again from the facts
+
+
+def test_a_failure_after_the_profile_is_cached_drops_its_cache(
+    spark: SparkSession, catalogue_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copy(catalogue_dir / "behaviour.yaml", tmp_path / "behaviour.yaml")
+    broken = TAG.format(key="broken") + "    kind: expr\n    expr: no_such_function(spend)\n"
+    write(tmp_path, "family: f\ntags:" + broken)
+    catalogue = load_catalogue(tmp_path, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
+    held = spark.sparkContext._jsc.getPersistentRDDs().size()  # classic Spark: the cached blocks
+    with pytest.raises(AnalysisException, match="no_such_function"):
+        engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == held
+
+
+def test_a_derived_tag_naming_no_other_tag_is_computed(spark: SparkSession, tmp_path: Path) -> None:
+    write(tmp_path, "family: f\ntags:" + TAG.format(key="launch") + "    kind: expr\n    expr: \"'2026 spring'\"\n")
+    catalogue = load_catalogue(tmp_path, FACTS)
+    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
+    result = engine.compute(catalogue, {}, persons, as_of=AS_OF)
+    assert {r.one_id: r.launch for r in result.profile.collect()} == dict.fromkeys(PERSONS, "2026 spring")
+    result.release()

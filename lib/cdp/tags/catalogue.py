@@ -198,8 +198,9 @@ class Catalogue:
 
     def levels(self) -> list[list[Tag]]:
         """Tags computed from other tags, in dependency levels: each level needs only earlier ones."""
-        derived = [t for t in self.tags if self.inputs(t)]
-        done = {t.key for t in self.tags if not self.inputs(t)}
+        # A derived tag naming no other tag (a constant `expr`) is in the first level.
+        derived = [t for t in self.tags if isinstance(t.spec, Expr | Cases | Bands | Score)]
+        done = {t.key for t in self.tags if t not in derived}
         levels: list[list[Tag]] = []
         while derived:
             ready = [t for t in derived if self.inputs(t) <= done]

@@ -40,7 +40,7 @@ from cdp.errors import CdpError, ConfigError
 from cdp.lake import Partition
 from cdp.tags import clv
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top
-from cdp.tags.facts import as_of_instant
+from cdp.tags.facts import as_of_instant, release
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +135,7 @@ class TagResult:
 
     def release(self) -> None:
         """Drop the caches the profile reads (it is computed again from the facts if read after)."""
-        for frame in self.kept:
-            frame.unpersist()
+        release(self.kept)
 
 
 def _kept(df: DataFrame, kept: list[DataFrame]) -> DataFrame:
@@ -162,12 +161,25 @@ def compute(catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataF
             missing here leaves its tags at their `fill` value (null without one).
         persons: `one_id`, each once.
         as_of: the date the tags describe.
+
+    The result holds its profile's caches until `TagResult.release`; if computing fails, they are
+    dropped before the error is raised.
     """
+    kept: list[DataFrame] = []
+    try:
+        return _compute(catalogue, facts, persons, as_of, kept)
+    except BaseException:
+        release(kept)
+        raise
+
+
+def _compute(
+    catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataFrame, as_of: dt.date, kept: list[DataFrame]
+) -> TagResult:
     check(catalogue, facts)
     cut = as_of_instant(as_of)
     profile = persons.select("one_id").withColumn("as_of", F.lit(as_of))
     passes: dict[str, int] = defaultdict(int)
-    kept: list[DataFrame] = []
     parts: list[DataFrame] = []  # one_id (each at most once) and some of the tags: one per pass
     by_fact: dict[str, list[Tag]] = defaultdict(list)
     for tag in catalogue.of_kind(Metric) + catalogue.of_kind(Top):

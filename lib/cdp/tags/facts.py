@@ -299,7 +299,8 @@ def persons(lake: Lake, *, partitions: int) -> DataFrame:
 
 
 def release(frames: Iterable[DataFrame]) -> None:
-    """Drop the cache of facts and persons (from `build`, `persons`) no longer read."""
+    """Drop the caches of `frames` no longer read: facts and persons (`build`, `persons`), the
+    profile's (`cdp.tags.engine.TagResult.release`)."""
     for frame in frames:
         frame.unpersist()
 
