@@ -199,8 +199,8 @@ class Catalogue:
     def levels(self) -> list[list[Tag]]:
         """Tags computed from other tags, in dependency levels: each level needs only earlier ones."""
         # A derived tag naming no other tag (a constant `expr`) is in the first level.
-        derived = [t for t in self.tags if isinstance(t.spec, Expr | Cases | Bands | Score)]
-        done = {t.key for t in self.tags if t not in derived}
+        derived = self.of_kind(Expr | Cases | Bands | Score)
+        done = set(self.by_key) - {t.key for t in derived}
         levels: list[list[Tag]] = []
         while derived:
             ready = [t for t in derived if self.inputs(t) <= done]

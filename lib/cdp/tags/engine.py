@@ -212,7 +212,7 @@ def _compute(
     profile = _kept(profile, kept)
     # Derived levels are column expressions over that cache: a level's quantiles read it with
     # the levels before as projections, and so does each write of the profile (cheaper than
-    # caching the 2.6M rows of 1M persons again: 19-27 s).
+    # materialising the 2.6M rows of 1M persons again: 19-27 s, measured as a second checkpoint).
     for level in catalogue.levels():
         cuts = _quantiles(profile, [t for t in level if isinstance(t.spec, Score)])
         profile = _doubles(_with(profile, {t.key: _derived(t, cuts) for t in level}))
