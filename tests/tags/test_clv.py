@@ -18,6 +18,7 @@ from scipy.special import hyp2f1
 
 from cdp.errors import DataQualityError
 from cdp.tags.clv import BgNbd, GammaGamma, Levels, bgnbd_loglik, fit_bgnbd, fit_gamma_gamma, predict, summary
+from cdp.tags.engine import planned_partitioning
 
 UTC = dt.UTC
 AS_OF = dt.datetime(2024, 1, 29, tzinfo=UTC)
@@ -273,6 +274,7 @@ CUSTOMERS_TO_PREDICT = [
     (6, 2, 1.0, 100.0, 12.0),  # bought early, silent since: probably gone
     (7, 7, 7.0, 7.0 + 1 / 7, 9.99),  # bought yesterday
     (8, 4, 12.0, 40.0, None),  # monetary unknown: the population mean
+    (9, 3, 2.0, 30.0, 7.5),  # the x and T of customer 3 (one series for both), another t_x
 ]
 MODELS = [TRUE_BG, BgNbd(r=0.6, alpha=3.5, a=2.1, b=4.2)]  # a < 1 and a > 1
 
@@ -328,3 +330,14 @@ def test_predict_does_not_overflow(spark: SparkSession) -> None:
     assert 0.9 < got[2].p_alive < 1.0 and math.isfinite(got[2].expected_purchases) and got[2].expected_purchases > 50
     assert got[3].p_alive == 1.0 and 0 < got[3].expected_purchases < 1
     assert got[4].expected_purchases is None and got[4].p_alive is None and got[4].clv is None
+
+
+def test_predict_keeps_the_partitioning_by_one_id(spark: SparkSession) -> None:
+    """The statistics come partitioned by one_id (`cdp.tags.engine`); the predictions join the
+    profile without a shuffle of their rows."""
+    stats = spark.createDataFrame(CUSTOMERS_TO_PREDICT, STATS_SCHEMA).repartition(3, "one_id")
+    with planned_partitioning(spark):
+        plan = predict(stats, TRUE_BG, TRUE_GG, horizon=52.0).groupBy("one_id").count()._jdf.queryExecution()
+        operators = plan.executedPlan().toString()
+    assert operators.count("Exchange hashpartitioning") == 1, operators  # the repartition's
+    assert "BroadcastHashJoin" in operators and "ArrowEvalPython" not in operators, operators
