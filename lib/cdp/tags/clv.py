@@ -208,6 +208,9 @@ def predict(stats: DataFrame, bg: BgNbd, gg: GammaGamma | None, *, horizon: floa
         gg: the spend model; None leaves `expected_value` and `clv` null.
         horizon: the prediction period, in the time unit of `stats`.
 
+    Reads `stats` once now, to collect its distinct (frequency, age) (see `_with_series`): cache it
+    first if it is costly to compute (the tag engine does), or it is computed again.
+
     Returns:
         Output columns: those of `stats`, then `expected_purchases` (double, E[purchases in the next
         `horizon` units | x, t_x, T], BG/NBD eq. 10), `p_alive` (double, P(still active | x, t_x, T);
