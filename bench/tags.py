@@ -28,8 +28,8 @@ The lake must have been cleansed and resolved (`cdp run cleanse`, `cdp run ident
    with the number of tags; the baseline's time for it is estimated from its mean time per query
    of each kind (not run).
 
-The engine runs once untimed first, so that it finds warm file caches, a warm JVM and started
-Python workers, as the baseline after it does. It then runs `--repeat` times (3 by default): on
+The engine runs once untimed first, so that it finds warm file caches and a warm JVM, as the
+baseline after it does. It then runs `--repeat` times (3 by default): on
 these machines the same code has taken 139 to 162 s in two runs an hour apart, while the
 baseline's 84 queries average their own noise out; the ratio uses the median run, and the ratio
 to every run is printed with it (how many of them reach the target). The scans come from the
@@ -721,7 +721,7 @@ def main() -> None:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (compare timings on a quiet machine only)")
     check_counting(lake, sql)
 
-    warm = run_engine(spark, lake, catalogue, args.as_of, out / "warm_up", sql)  # file cache, JIT, Python workers
+    warm = run_engine(spark, lake, catalogue, args.as_of, out / "warm_up", sql)  # file cache, JIT
     print(f"warm-up run of the engine (untimed): {warm.seconds:.1f}s")
     runs = []
     for i in range(args.repeat):
