@@ -358,15 +358,15 @@ def _with_series(stats: DataFrame, bg: BgNbd, horizon: float) -> DataFrame:
     Spark shuffled the 1.8M predictions again (124 MiB) before the profile's join, as a Python
     evaluation does not report its input's partitioning by one_id. The same predictions, bit for bit.
     """
-    known = F.col("frequency").isNotNull() & F.col("age").isNotNull()
-    pairs = stats.where(known).select(F.col("frequency").cast("long"), F.col("age").cast("double")).distinct()
-    levels = pairs.toPandas()
+    base = stats.drop(SERIES)
+    frequency, age = base["frequency"].cast("long"), base["age"].cast("double")
+    pairs = base.where(frequency.isNotNull() & age.isNotNull()).select(frequency.alias("frequency"), age.alias("age"))
+    levels = pairs.distinct().toPandas()
     x, big_t = levels["frequency"].to_numpy(dtype=float), levels["age"].to_numpy(dtype=float)
     r, alpha, a, b = bg.r, bg.alpha, bg.a, bg.b
     levels[SERIES] = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, horizon / (alpha + big_t + horizon))
     table = stats.sparkSession.createDataFrame(levels, f"frequency long, age double, {SERIES} double")
-    base = stats.drop(SERIES)
-    keys = (base["frequency"].cast("long") == table["frequency"]) & (base["age"].cast("double") == table["age"])
+    keys = (frequency == table["frequency"]) & (age == table["age"])
     return base.join(F.broadcast(table), keys, "left").select(*[base[c] for c in base.columns], table[SERIES])
 
 
