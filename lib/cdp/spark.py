@@ -164,7 +164,11 @@ def _delta_extension_active(spark: SparkSession) -> bool:
 def _graphframes_loaded(spark: SparkSession) -> bool:
     """True when GraphFrames' JVM classes answer (classic) or its Connect plugin does.
 
-    graphframes-py is a thin client: the only reliable probe is to run a tiny graph operation.
+    graphframes-py is a thin client: the only reliable probe is a graph operation that needs the JVM
+    side. `triplets` does (the classes in classic Spark, the server plugin over Connect); `degrees`
+    does not (the client computes it with DataFrame operations), so a Connect session without the
+    plugin passed that probe, and its connected components then failed with
+    CONNECT_INVALID_PLAN.NO_HANDLER_FOR_EXTENSION.
     """
     try:
         from graphframes import GraphFrame
@@ -173,7 +177,7 @@ def _graphframes_loaded(spark: SparkSession) -> bool:
     try:
         vertices = spark.range(1)
         edges = spark.range(0).selectExpr("id AS src", "id AS dst")
-        GraphFrame(vertices, edges).degrees.schema  # noqa: B018
+        GraphFrame(vertices, edges).triplets.schema  # noqa: B018 - analysed on the JVM side
     except Exception as e:  # the client raises TypeError, Py4J or Connect errors when the jar is absent
         logger.debug("GraphFrames probe failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
         return False
