@@ -9,6 +9,7 @@ Three ways in, chosen in this order:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -61,7 +62,9 @@ def get_spark(cfg: Config) -> SparkSession:
         if remote.startswith("local"):  # a Connect server started here: its Python workers are ours too
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder.remote(remote)
-        return _apply_conf(builder, cfg, runtime_only=True).getOrCreate()
+        session = _apply_conf(builder, cfg, runtime_only=True).getOrCreate()
+        _stop_at_exit(session)
+        return session
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -143,6 +146,23 @@ def capabilities(spark: SparkSession) -> Capabilities:
             "loaded" if _capabilities[key].graphframes else "absent",
         )
     return _capabilities[key]
+
+
+_stopping: set[int] = set()
+
+
+def _stop_at_exit(session: SparkSession) -> None:
+    """Stop the Connect session when the interpreter exits (once per session), before its objects are collected.
+
+    A cached or checkpointed DataFrame of a Connect session asks the server to drop its cache when it is
+    collected. Collected during the interpreter's shutdown, that request waits for a thread that never
+    starts: a `cdp run pipeline` over Connect logged "finished" and never exited (its identity job
+    leaves local checkpoints referenced until the end). A stopped session's client is closed, and
+    its DataFrames then skip the request; over a local server (`local[...]`), stopping also ends it.
+    """
+    if id(session) not in _stopping:
+        _stopping.add(id(session))
+        atexit.register(session.stop)
 
 
 def is_connect(spark: SparkSession) -> bool:
