@@ -59,10 +59,14 @@ def get_spark(cfg: Config) -> SparkSession:
     remote = cfg.spark.remote or os.environ.get("SPARK_REMOTE")
     if remote:
         logger.info("Spark Connect session at %s", remote)
-        if remote.startswith("local"):  # a Connect server started here: its Python workers are ours too
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder.remote(remote)
-        session = _apply_conf(builder, cfg, runtime_only=True).getOrCreate()
+        here = remote.startswith("local")
+        if here:
+            # A Connect server started here is a local session: its Python workers run this
+            # interpreter, and its JVM gets the driver's settings (memory: 1 GB without them) and options.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            builder = builder.config(DRIVER_JAVA_OPTIONS, local_java_options(cfg.spark.conf.get(DRIVER_JAVA_OPTIONS)))
+        session = _apply_conf(builder, cfg, runtime_only=not here).getOrCreate()
         _stop_at_exit(session)
         return session
 
