@@ -62,10 +62,9 @@ def get_spark(cfg: Config) -> SparkSession:
         builder = SparkSession.builder.remote(remote)
         here = remote.startswith("local")
         if here:
-            # A Connect server started here is a local session: its Python workers run this
-            # interpreter, and its JVM gets the driver's settings (memory: 1 GB without them) and options.
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            builder = builder.config(DRIVER_JAVA_OPTIONS, local_java_options(cfg.spark.conf.get(DRIVER_JAVA_OPTIONS)))
+            # A Connect server started here is a local driver, with the driver's settings too (its
+            # memory: 1 GB without them).
+            builder = _local_driver(builder, cfg)
         session = _apply_conf(builder, cfg, runtime_only=not here).getOrCreate()
         _stop_at_exit(session)
         return session
@@ -81,19 +80,26 @@ def get_spark(cfg: Config) -> SparkSession:
             raise EnvironmentProblem(
                 "Java is not installed: install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"
             )
-        builder = builder.master(cfg.spark.master or "local[*]")
-        builder = builder.config(DRIVER_JAVA_OPTIONS, local_java_options(cfg.spark.conf.get(DRIVER_JAVA_OPTIONS)))
-        # Python UDF workers (the value models' pandas UDF) must run this interpreter, which has the
-        # project's packages, not the first `python3` on PATH. PySpark reads the worker's interpreter
-        # from this variable when the session starts (the `spark.pyspark.python` setting is read by
-        # spark-submit only), so a local session sets it unless the user did.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = _local_driver(builder.master(cfg.spark.master or "local[*]"), cfg)
     builder = _apply_conf(builder, cfg, runtime_only=under_submit)
     if "://" not in cfg.lake.root:
         builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")
     spark = builder.getOrCreate()
     logger.debug("Spark %s session, master %s", spark.version, cfg.spark.master or "from spark-submit")
     return spark
+
+
+def _local_driver(builder: SparkSession.Builder, cfg: Config) -> SparkSession.Builder:
+    """`builder` with what a driver started on this machine needs (a local session, or a local Connect
+    server): the project's JVM options (`local_java_options`), and Python workers running this interpreter.
+
+    Python UDF workers must run this interpreter, which has the project's packages, not the first
+    `python3` on PATH. PySpark reads the worker's interpreter from this variable when the session
+    starts (the `spark.pyspark.python` setting is read by spark-submit only), so it is set unless
+    the user did.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return builder.config(DRIVER_JAVA_OPTIONS, local_java_options(cfg.spark.conf.get(DRIVER_JAVA_OPTIONS)))
 
 
 def local_java_options(configured: str | None) -> str:
@@ -152,9 +158,6 @@ def capabilities(spark: SparkSession) -> Capabilities:
     return _capabilities[key]
 
 
-_stopping: set[int] = set()
-
-
 def _stop_at_exit(session: SparkSession) -> None:
     """Stop the Connect session when the interpreter exits (once per session), before its objects are collected.
 
@@ -164,9 +167,8 @@ def _stop_at_exit(session: SparkSession) -> None:
     leaves local checkpoints referenced until the end). A stopped session's client is closed, and
     its DataFrames then skip the request; over a local server (`local[...]`), stopping also ends it.
     """
-    if id(session) not in _stopping:
-        _stopping.add(id(session))
-        atexit.register(session.stop)
+    atexit.unregister(session.stop)  # registered once, however often `get_spark` returns it
+    atexit.register(session.stop)
 
 
 def is_connect(spark: SparkSession) -> bool:
