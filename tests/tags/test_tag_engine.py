@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import shutil
 import textwrap
 from decimal import Decimal
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from cdp.errors import ConfigError
 from cdp.tags import engine
@@ -213,6 +215,53 @@ def test_values_do_not_depend_on_the_order_rows_are_added_in(spark: SparkSession
     assert profiles[0]["top_channel"] == "jd"  # a tie at 0.60: the smaller value
     assert profiles[0]["spend"] == 1.2
     assert profiles[0] == profiles[1]
+
+
+def test_the_profile_has_one_row_per_person_whatever_the_facts_hold(
+    spark: SparkSession, catalogue_dir: Path, profile: dict[int, dict]
+) -> None:
+    # One_id 5 has orders but is not among the persons (resolved after they were read), 6 is a
+    # person with no fact: as in a left join of the persons to each pass.
+    catalogue = load_catalogue(catalogue_dir, FACTS)
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    persons = spark.createDataFrame([(p,) for p in (1, 2, 3, 4, 6)], "one_id long")
+    rows = {r.one_id: r.asDict() for r in engine.compute(catalogue, facts, persons, as_of=AS_OF).profile.collect()}
+    assert sorted(rows) == [1, 2, 3, 4, 6]
+    own = ["orders_total", "spend", "discounted", "channels", "last_channel", "last_at", "top_channel", "days_since"]
+    for p in (1, 2, 4):
+        assert {k: rows[p][k] for k in own} == {k: profile[p][k] for k in own}
+    for p in (3, 6):  # no orders: the fill values, and nothing else known
+        assert rows[p]["orders_total"] == 0 and rows[p]["spend"] == 0
+        assert rows[p]["top_channel"] is None and rows[p]["last_at"] is None and rows[p]["segment"] == "none"
+
+
+def test_passes_are_gathered_by_one_id_without_another_shuffle(spark: SparkSession, capsys) -> None:
+    # Persons and passes partitioned by one_id alike (as the facts are): putting the passes' columns
+    # side by side keeps that partitioning, and gives what left joins of the persons to each give.
+    def by_person(df):
+        return df.repartition(3, "one_id").sortWithinPartitions("one_id")
+
+    persons = by_person(spark.createDataFrame([(1, "a"), (2, "b"), (3, None)], "one_id long, base string"))
+    fact = by_person(spark.createDataFrame([(1, 2.0), (1, 3.0), (3, None), (9, 1.0)], "one_id long, x double"))
+    parts = [
+        fact.groupBy("one_id").agg(F.sum("x").alias("total"), F.count("x").alias("n")),
+        fact.groupBy("one_id").agg(F.max("x").alias("top")),
+    ]
+    with engine.planned_partitioning(spark):
+        gathered = engine._joined(persons, parts)
+        capsys.readouterr()
+        gathered.explain()
+        plan = capsys.readouterr().out
+        rows = sorted(tuple(r) for r in gathered.collect())
+    operators = [re.sub(r"^\*\(\d+\) ", "", line.strip(" :+-")) for line in plan.splitlines()]
+    shuffles = [op for op in operators if op.startswith(("Exchange", "ReusedExchange"))]
+    assert len(shuffles) == 3, plan  # the persons' and the fact's own repartitions (one reused)
+    assert gathered.columns == ["one_id", "base", "total", "n", "top"]
+    expected = persons
+    for part in parts:
+        expected = expected.join(part, "one_id", "left")
+    assert rows == sorted(tuple(r) for r in expected.collect())
+    assert rows == [(1, "a", 5.0, 2, 3.0), (2, "b", None, None, None), (3, None, None, 0, None)]
 
 
 def test_long_table_has_one_row_per_known_value_in_one_part_per_family(
