@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy.optimize import minimize
@@ -296,7 +297,7 @@ def _distinct(stats: DataFrame, keys: list[str | Column], *conditions: Column) -
     where = conditions[0]
     for cond in conditions[1:]:
         where = where & cond
-    counted = stats.where(where).groupBy(*keys).agg(F.count("*").alias("n")).toPandas()
+    counted = stats.where(where).groupBy(*keys).agg(F.count("*").alias("n")).toArrow().to_pandas()
     # In a fixed order (the keys are distinct): the likelihood's sum, and so the fit, is then the
     # same on every run. Sorted here, not by Spark: the groups are few, and a Spark sort samples
     # and shuffles them first (two jobs more per fit).
@@ -361,10 +362,11 @@ def _with_series(stats: DataFrame, bg: BgNbd, horizon: float) -> DataFrame:
     base = stats.drop(SERIES)
     frequency, age = base["frequency"].cast("long"), base["age"].cast("double")
     pairs = base.where(frequency.isNotNull() & age.isNotNull()).select(frequency.alias("frequency"), age.alias("age"))
-    levels = pairs.distinct().toPandas()
-    x, big_t = levels["frequency"].to_numpy(dtype=float), levels["age"].to_numpy(dtype=float)
+    levels = pairs.distinct().toArrow()
+    x, big_t = (levels[c].to_numpy().astype(float) for c in ("frequency", "age"))
     r, alpha, a, b = bg.r, bg.alpha, bg.a, bg.b
-    levels[SERIES] = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, horizon / (alpha + big_t + horizon))
+    series = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, horizon / (alpha + big_t + horizon))
+    levels = levels.append_column(SERIES, pa.array(series, pa.float64()))
     table = stats.sparkSession.createDataFrame(levels, f"frequency long, age double, {SERIES} double")
     keys = (frequency == table["frequency"]) & (age == table["age"])
     return base.join(F.broadcast(table), keys, "left").select(*[base[c] for c in base.columns], table[SERIES])
