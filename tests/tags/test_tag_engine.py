@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 import textwrap
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from pyspark.sql import functions as F
 from cdp.errors import ConfigError
 from cdp.tags import engine
 from cdp.tags import facts as tag_facts
-from cdp.tags.catalogue import load_catalogue
+from cdp.tags.catalogue import Catalogue, load_catalogue
 
 AS_OF = dt.date(2026, 6, 1)
 FACTS = ["orders", "order_lines", "app_events", "members"]
@@ -154,12 +155,16 @@ def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def computed(spark: SparkSession, catalogue: Catalogue, persons: Sequence[int] = PERSONS) -> engine.TagResult:
+    """`catalogue` computed over the facts of ORDERS for `persons`."""
+    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
+    people = spark.createDataFrame([(p,) for p in persons], "one_id long")
+    return engine.compute(catalogue, facts, people, as_of=AS_OF)
+
+
 @pytest.fixture(scope="module")
 def profile(spark: SparkSession, catalogue_dir: Path) -> dict[int, dict]:
-    catalogue = load_catalogue(catalogue_dir, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
-    result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    result = computed(spark, load_catalogue(catalogue_dir, FACTS))
     assert result.passes == {"orders": 2}  # every metric in one pass, every preference in another
     return {r.one_id: r.asDict() for r in result.profile.collect()}
 
@@ -175,10 +180,7 @@ def test_metrics_windows_filters_and_fill(profile: dict[int, dict]) -> None:
 
 def test_counts_are_longs_as_in_profiles_already_written(spark: SparkSession, catalogue_dir: Path) -> None:
     # A type change of a profile column is refused when the next date is written to an existing lake.
-    catalogue = load_catalogue(catalogue_dir, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
-    schema = engine.compute(catalogue, facts, persons, as_of=AS_OF).profile.schema
+    schema = computed(spark, load_catalogue(catalogue_dir, FACTS)).profile.schema
     types = {k: schema[k].dataType.simpleString() for k in ("orders_total", "channels", "top_channel", "spend")}
     assert types == {"orders_total": "bigint", "channels": "bigint", "top_channel": "string", "spend": "double"}
 
@@ -222,10 +224,8 @@ def test_the_profile_has_one_row_per_person_whatever_the_facts_hold(
 ) -> None:
     # One_id 5 has orders but is not among the persons (resolved after they were read), 6 is a
     # person with no fact: as in a left join of the persons to each pass.
-    catalogue = load_catalogue(catalogue_dir, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(p,) for p in (1, 2, 3, 4, 6)], "one_id long")
-    rows = {r.one_id: r.asDict() for r in engine.compute(catalogue, facts, persons, as_of=AS_OF).profile.collect()}
+    result = computed(spark, load_catalogue(catalogue_dir, FACTS), persons=(1, 2, 3, 4, 6))
+    rows = {r.one_id: r.asDict() for r in result.profile.collect()}
     assert sorted(rows) == [1, 2, 3, 4, 6]
     own = ["orders_total", "spend", "discounted", "channels", "last_channel", "last_at", "top_channel", "days_since"]
     for p in (1, 2, 4):
@@ -270,9 +270,7 @@ def test_long_table_has_one_row_per_known_value_in_one_part_per_family(
     shutil.copy(catalogue_dir / "behaviour.yaml", tmp_path / "behaviour.yaml")
     write(tmp_path, LOYALTY, "loyalty.yaml")
     catalogue = load_catalogue(tmp_path, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
-    result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    result = computed(spark, catalogue)
     parts = engine.long_tags(catalogue, result.profile, AS_OF)
     assert [part.values for part in parts] == [
         {"family": "behaviour", "as_of": AS_OF},
@@ -349,10 +347,8 @@ def test_an_expression_the_fact_cannot_answer_is_refused_before_any_work(spark: 
         "    column: amount_paid\n",
     )
     catalogue = load_catalogue(tmp_path, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(1,)], "one_id long")
     with pytest.raises(ConfigError, match=r"tag a: column 'amount_paid' is not valid over fact orders") as caught:
-        engine.compute(catalogue, facts, persons, as_of=AS_OF)
+        computed(spark, catalogue, persons=(1,))
     assert str(path) in str(caught.value)
 
 
@@ -410,10 +406,7 @@ def test_session_settings_hold_for_their_block_only(spark: SparkSession, caplog:
 
 def test_release_drops_the_caches_the_profile_reads(spark: SparkSession, catalogue_dir: Path, tmp_path: Path) -> None:
     shutil.copy(catalogue_dir / "behaviour.yaml", tmp_path / "behaviour.yaml")
-    catalogue = load_catalogue(tmp_path, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
-    result = engine.compute(catalogue, facts, persons, as_of=AS_OF)
+    result = computed(spark, load_catalogue(tmp_path, FACTS))
     before = sorted(result.profile.collect())
     assert result.kept and all(frame.storageLevel.useMemory for frame in result.kept)
     result.release()
@@ -428,11 +421,9 @@ def test_a_failure_after_the_profile_is_cached_drops_its_cache(
     broken = TAG.format(key="broken") + "    kind: expr\n    expr: no_such_function(spend)\n"
     write(tmp_path, "family: f\ntags:" + broken)
     catalogue = load_catalogue(tmp_path, FACTS)
-    facts = {"orders": spark.createDataFrame(ORDERS, ORDERS_SCHEMA)}
-    persons = spark.createDataFrame([(p,) for p in PERSONS], "one_id long")
     held = spark.sparkContext._jsc.getPersistentRDDs().size()  # classic Spark: the cached blocks
     with pytest.raises(AnalysisException, match="no_such_function"):
-        engine.compute(catalogue, facts, persons, as_of=AS_OF)
+        computed(spark, catalogue)
     assert spark.sparkContext._jsc.getPersistentRDDs().size() == held
 
 
