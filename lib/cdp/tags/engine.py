@@ -138,9 +138,6 @@ class TagResult:
         release(self.kept)
 
 
-_PERSON = "_person"  # marks the rows of the persons in `_joined`
-
-
 def _kept(df: DataFrame, kept: list[DataFrame]) -> DataFrame:
     """`df` cached and computed now, added to `kept` (`TagResult.release` drops it).
 
@@ -224,6 +221,9 @@ def _compute(
     return TagResult(profile=profile.select(*columns), models=models, passes=dict(passes), kept=tuple(kept))
 
 
+_PERSON = "_person"  # marks the rows of the persons in `_joined`
+
+
 def _joined(persons: DataFrame, parts: Sequence[DataFrame]) -> DataFrame:
     """`persons` left-joined by `one_id` to each of `parts`, with every column of both.
 
@@ -241,21 +241,13 @@ def _joined(persons: DataFrame, parts: Sequence[DataFrame]) -> DataFrame:
     for i, part in enumerate(parts, start=1):
         tags = [c for c in part.columns if c != "one_id"]
         packed.append(part.select("one_id", F.struct(*tags).alias(f"_part{i}")))
-    # `_part<i>` and `_PERSON` cannot be a tag's key (keys start with a letter).
-    slots = {f"_part{i}": frame.schema[f"_part{i}"].dataType for i, frame in enumerate(packed)}
-    rows = functools.reduce(
-        DataFrame.unionByName,
-        [
-            frame.select(
-                "one_id",
-                *[(F.col(n) if n in frame.columns else F.lit(None).cast(t)).alias(n) for n, t in slots.items()],
-            )
-            for frame in packed
-        ],
-    )
+    # `_part<i>` and `_PERSON` cannot be a tag's key (keys start with a letter). Each frame's
+    # missing slots are filled with nulls of their types by the union.
+    rows = functools.reduce(lambda stacked, frame: stacked.unionByName(frame, allowMissingColumns=True), packed)
+    slots = [f"_part{i}" for i in range(len(packed))]
     merged = rows.groupBy("one_id").agg(*[F.first(n, ignorenulls=True).alias(n) for n in slots])
     return merged.where(F.col("_part0").isNotNull()).select(
-        "one_id", *[F.col(f"_part0.{c}") for c in base], *[F.col(f"{n}.*") for n in list(slots)[1:]]
+        "one_id", *[F.col(f"_part0.{c}") for c in base], *[F.col(f"{n}.*") for n in slots[1:]]
     )
 
 
