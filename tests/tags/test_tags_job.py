@@ -117,6 +117,21 @@ def outside_caches(plan: str) -> list[str]:
     return kept
 
 
+def assert_pass_needs_no_shuffle(spark: SparkSession, capsys, fact, persons, name: str) -> None:
+    """A pass over a cached fact, joined to the persons, neither shuffles nor sorts them again."""
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # a sort-merge join, as at scale
+    try:
+        with engine.planned_partitioning(spark):
+            capsys.readouterr()
+            fact.groupBy("one_id").count().join(persons, "one_id").explain()
+            plan = outside_caches(capsys.readouterr().out)
+    finally:
+        spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    assert any(op.startswith("SortMergeJoin") for op in plan), (name, plan)
+    assert sum(op.startswith("InMemoryTableScan") for op in plan) == 2, (name, plan)
+    assert not [op for op in plan if op.startswith(("Exchange", "Sort "))], (name, plan)
+
+
 def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, capsys, caplog) -> None:
     lake = Lake(spark, small_lake)
     with caplog.at_level(logging.WARNING, logger="cdp.tags.facts"):
@@ -130,27 +145,23 @@ def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, c
     assert sorted(built) == ["app_events", "members", "order_lines", "orders"]
     assert built["app_events"].count() == 0  # no silver.app_events in this lake: none of its rows
     assert all(f.storageLevel.useMemory for f in frames)
-    # A pass over a cached fact, joined to the persons, neither shuffles nor sorts them again.
-    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # a sort-merge join, as at scale
-    try:
-        with engine.planned_partitioning(spark):
-            capsys.readouterr()
-            built["orders"].groupBy("one_id").count().join(people, "one_id").explain()
-            plan = outside_caches(capsys.readouterr().out)
-    finally:
-        spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
-    assert any(op.startswith("SortMergeJoin") for op in plan), plan
-    assert sum(op.startswith("InMemoryTableScan") for op in plan) == 2, plan
-    assert not [op for op in plan if op.startswith(("Exchange", "Sort "))], plan
+    for name, fact in built.items():
+        assert_pass_needs_no_shuffle(spark, capsys, fact, people, name)
     assert sorted(r.one_id for r in built["orders"].collect()) == [101, 101, 102]  # P3, P4: at or after D
     tag_facts.release(frames)
     assert not any(f.storageLevel.useMemory or f.storageLevel.useDisk for f in frames)
 
 
-def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession, resolved_lake: Path) -> None:
+def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession, resolved_lake: Path, capsys) -> None:
     lake = Lake(spark, str(resolved_lake))
     as_of = dt.date(2026, 6, 1)
     both = tag_facts.build(lake, as_of, {"orders": None, "order_lines": None}, partitions=3)
+    # Till and online orders both present: the facts' parts, partitioned apart, keep one partitioning.
+    people = tag_facts.persons(lake, partitions=3)
+    for name, fact in both.items():
+        assert fact.where(F.col("channel") != "store").count() > 0, name
+        assert_pass_needs_no_shuffle(spark, capsys, fact, people, name)
+    tag_facts.release([people])
     # Each fact alone joins the orders itself: the same rows either way.
     for name in both:
         alone = tag_facts.build(lake, as_of, {name: None}, partitions=3)

@@ -53,6 +53,9 @@ PLANNED = {
     # An aggregation whose input is sorted by its keys runs as one sort-based step (Spark's
     # ReplaceHashWithSortAgg rule), not as a partial and a final hash aggregation.
     "spark.sql.execution.replaceHashWithSortAgg": ("true", "the passes are hash aggregations"),
+    # A union of parts hash-partitioned alike is partitioned as they are (Spark's default): the
+    # facts' parts (`cdp.tags.facts.Sources.by_person`) and the passes gathered by `_joined`.
+    "spark.sql.unionOutputPartitioning": ("true", "the facts and the gathered passes are shuffled once more"),
     # The facts' caches are read by a pass or two each, and dropped once the tags are computed:
     # compressing their columns costs more than it saves. At 1M persons (two alternating runs each,
     # one session): facts built in 43.0-47.3 s uncompressed (1.23 GB of memory), 51.8-65.4 s compressed (0.59 GB).
