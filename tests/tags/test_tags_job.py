@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -105,26 +104,12 @@ def test_as_of_sees_only_facts_before_the_date(spark: SparkSession, small_lake: 
     assert profile_of(spark, small_lake, D)[101]["orders_total"] == 2
 
 
-def outside_caches(plan: str) -> list[str]:
-    """The operators of a printed physical plan, without the plans cached data was made by."""
-    kept, cached_at = [], None
-    for line in plan.splitlines():
-        depth = len(line) - len(line.lstrip(" :+-"))
-        if cached_at is not None and depth > cached_at:
-            continue
-        cached_at = depth if "InMemoryRelation" in line else None
-        kept.append(re.sub(r"^\*\(\d+\) ", "", line.strip(" :+-")))  # without the codegen stage
-    return kept
-
-
-def assert_pass_needs_no_shuffle(spark: SparkSession, capsys, fact, persons, name: str) -> None:
+def assert_pass_needs_no_shuffle(spark: SparkSession, plan_of, fact, persons, name: str) -> None:
     """A pass over a cached fact, joined to the persons, neither shuffles nor sorts them again."""
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # a sort-merge join, as at scale
     try:
         with engine.planned_partitioning(spark):
-            capsys.readouterr()
-            fact.groupBy("one_id").count().join(persons, "one_id").explain()
-            plan = outside_caches(capsys.readouterr().out)
+            plan = plan_of(fact.groupBy("one_id").count().join(persons, "one_id"), outside_caches=True)
     finally:
         spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
     assert any(op.startswith("SortMergeJoin") for op in plan), (name, plan)
@@ -132,7 +117,7 @@ def assert_pass_needs_no_shuffle(spark: SparkSession, capsys, fact, persons, nam
     assert not [op for op in plan if op.startswith(("Exchange", "Sort "))], (name, plan)
 
 
-def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, capsys, caplog) -> None:
+def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, plan_of, caplog) -> None:
     lake = Lake(spark, small_lake)
     with caplog.at_level(logging.WARNING, logger="cdp.tags.facts"):
         built = tag_facts.build(lake, D, tag_facts.needed(load_catalogue(CATALOGUE, FACTS)), partitions=3)
@@ -146,13 +131,13 @@ def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, c
     assert built["app_events"].count() == 0  # no silver.app_events in this lake: none of its rows
     assert all(f.storageLevel.useMemory for f in frames)
     for name, fact in built.items():
-        assert_pass_needs_no_shuffle(spark, capsys, fact, people, name)
+        assert_pass_needs_no_shuffle(spark, plan_of, fact, people, name)
     assert sorted(r.one_id for r in built["orders"].collect()) == [101, 101, 102]  # P3, P4: at or after D
     tag_facts.release(frames)
     assert not any(f.storageLevel.useMemory or f.storageLevel.useDisk for f in frames)
 
 
-def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession, resolved_lake: Path, capsys) -> None:
+def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession, resolved_lake: Path, plan_of) -> None:
     lake = Lake(spark, str(resolved_lake))
     as_of = dt.date(2026, 6, 1)
     both = tag_facts.build(lake, as_of, {"orders": None, "order_lines": None}, partitions=3)
@@ -160,7 +145,7 @@ def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession
     people = tag_facts.persons(lake, partitions=3)
     for name, fact in both.items():
         assert fact.where(F.col("channel") != "store").count() > 0, name
-        assert_pass_needs_no_shuffle(spark, capsys, fact, people, name)
+        assert_pass_needs_no_shuffle(spark, plan_of, fact, people, name)
     tag_facts.release([people])
     # Each fact alone joins the orders itself: the same rows either way.
     for name in both:
