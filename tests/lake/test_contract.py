@@ -224,6 +224,21 @@ def test_replace_partitions_dynamic_and_explicit(lake: Lake, spark: SparkSession
         lake.append("silver.daily", spark.createDataFrame([("d1", 1)], schema), partition_by=["n"])
 
 
+def test_an_empty_string_partition_is_the_null_partition(lake: Lake, spark: SparkSession) -> None:
+    # Spark writes a row whose partition value is "" into the null partition (it reads back as null):
+    # an explicit spec naming "" replaces that partition too, as a `Partition` of "" does.
+    schema = "day string, n long"
+    lake.overwrite("silver.blank", spark.createDataFrame([("d1", 1), ("", 2)], schema), partition_by=["day"])
+    lake.replace_partitions(
+        "silver.blank", spark.createDataFrame([("", 3)], schema), partition_by=["day"], partitions=[{"day": ""}]
+    )
+    assertDataFrameEqual(lake.read("silver.blank"), spark.createDataFrame([("d1", 1), (None, 3)], schema))
+    lake.replace_partitions(
+        "silver.blank", [Partition({"day": ""}, spark.createDataFrame([(4,)], "n long"))], partition_by=["day"]
+    )
+    assertDataFrameEqual(lake.read("silver.blank"), spark.createDataFrame([("d1", 1), (None, 4)], schema))
+
+
 def test_replace_partitions_of_typed_partition_columns(lake: Lake, spark: SparkSession) -> None:
     schema = "d date, shard int, v string"
     day = dt.date(2024, 5, 1)

@@ -193,10 +193,11 @@ class Lake:
                 columns). Spark writes each part by itself: a part whose partition values are
                 literals is written without sorting its rows by them (what one DataFrame of several
                 partitions needs), and a `Partition` straight into its folder.
-            partitions: the partitions to replace, as {column: value} (None: the null partition);
-                a partition column left out matches every value, so `{"as_of": d}` of a table
-                partitioned by (family, as_of) is every family of date d. Rows of `df` must fall
-                in them. None replaces exactly the partitions present in `df` (dynamic overwrite).
+            partitions: the partitions to replace, as {column: value} (None or "": the null
+                partition, where Spark writes a row of ""); a partition column left out matches
+                every value, so `{"as_of": d}` of a table partitioned by (family, as_of) is every
+                family of date d. Rows of `df` must fall in them. None replaces exactly the
+                partitions present in `df` (dynamic overwrite).
             plain_encoded: columns whose values are mostly distinct within a file (an id, a
                 measured amount), written without a Parquet dictionary: for such a column the
                 dictionary only costs time, as it overflows and the writer falls back to plain
@@ -206,7 +207,7 @@ class Lake:
             raise LakeError(f"table {name}: replace_partitions needs partition columns")
         specs = None
         if partitions is not None:
-            specs = tuple({c: partition_string(p[c]) for c in partition_by if c in p} for p in partitions)
+            specs = tuple({c: partition_string(p[c]) or None for c in partition_by if c in p} for p in partitions)
             for p in partitions:
                 unknown = set(p) - set(partition_by)
                 if unknown:
