@@ -124,6 +124,11 @@ class IdentityConfig(_Section):
 class TagsConfig(_Section):
     # The tag catalogue folder; relative paths are taken from the configuration folder (default: tags).
     catalogue: str = "tags"
+    # `maintain` drops the as-of dates of tags.customer_tags and tags.customer_profile older than
+    # this many days before the newest one (None: keeps every date); with `keep_month_starts`, the
+    # first day of each month stays (the state at each month's end, for training sets).
+    keep_days: int | None = Field(default=None, ge=0)
+    keep_month_starts: bool = True
 
 
 class Config(_Section):

@@ -239,6 +239,28 @@ def test_an_empty_string_partition_is_the_null_partition(lake: Lake, spark: Spar
     assertDataFrameEqual(lake.read("silver.blank"), spark.createDataFrame([("d1", 1), (None, 4)], schema))
 
 
+def test_partitions_are_listed_and_dropped(lake: Lake, spark: SparkSession) -> None:
+    schema = "family string, d date, v long"
+    d1, d2 = dt.date(2026, 5, 1), dt.date(2026, 5, 2)
+    rows = [("a", d1, 1), ("b", d1, 2), ("a", d2, 3), (None, d2, 4)]
+    lake.overwrite("silver.listed", spark.createDataFrame(rows, schema), partition_by=["family", "d"])
+    found = sorted(lake.partitions("silver.listed"), key=lambda p: (p["d"], p["family"] or ""))
+    assert found == [
+        {"family": "a", "d": "2026-05-01"},
+        {"family": "b", "d": "2026-05-01"},
+        {"family": None, "d": "2026-05-02"},
+        {"family": "a", "d": "2026-05-02"},
+    ]
+    before = lake.info("silver.listed").version
+    lake.drop_partitions("silver.listed", [{"d": d1}])  # every family of that date, in one version
+    assert lake.info("silver.listed").version == before + 1
+    assertDataFrameEqual(lake.read("silver.listed"), spark.createDataFrame([("a", d2, 3), (None, d2, 4)], schema))
+    assert {p["d"] for p in lake.partitions("silver.listed")} == {"2026-05-02"}
+    assertDataFrameEqual(lake.read("silver.listed", version=before), spark.createDataFrame(rows, schema))
+    with pytest.raises(LakeError, match=r"silver\.listed: no partitions to drop"):
+        lake.drop_partitions("silver.listed", [])
+
+
 def test_replace_partitions_of_typed_partition_columns(lake: Lake, spark: SparkSession) -> None:
     schema = "d date, shard int, v string"
     day = dt.date(2024, 5, 1)

@@ -78,6 +78,10 @@ class DeltaRsEngine:
     def partition_columns(self, path: str) -> tuple[str, ...]:
         return tuple(self._table(path).metadata().partition_columns)
 
+    def partitions(self, path: str) -> list[PartitionSpec]:
+        # From the log's add actions: no data file is read.
+        return [{column: value or None for column, value in p.items()} for p in self._table(path).partitions()]
+
     def committed_version(self, path: str, app_id: str) -> int | None:
         if not self.exists(path):
             return None

@@ -21,7 +21,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from cdp.errors import TableNotFoundError
-from cdp.lake.engine import Commit, PartitionSpec, TableInfo, WriteRequest, WriteResult, dictionary_off
+from cdp.lake.engine import (
+    Commit,
+    PartitionSpec,
+    TableInfo,
+    WriteRequest,
+    WriteResult,
+    dictionary_off,
+    partition_string,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,13 @@ class DeltaSparkEngine:
 
     def partition_columns(self, path: str) -> tuple[str, ...]:
         return tuple(self._detail(path)["partitionColumns"])
+
+    def partitions(self, path: str) -> list[PartitionSpec]:
+        columns = self.partition_columns(path)
+        if not columns:
+            return []
+        rows = self._spark.read.format("delta").load(path).select(*columns).distinct().collect()
+        return [{c: partition_string(row[c]) or None for c in columns} for row in rows]
 
     def committed_version(self, path: str, app_id: str) -> int | None:
         # Delta itself skips a write whose (txnAppId, txnVersion) it has seen; the history's

@@ -110,6 +110,10 @@ class Engine(Protocol):
 
     def partition_columns(self, path: str) -> tuple[str, ...]: ...
 
+    def partitions(self, path: str) -> list[PartitionSpec]:
+        """The partitions of the table's current files, each once (values as `Partition.spec` spells them)."""
+        ...
+
     def committed_version(self, path: str, app_id: str) -> int | None:
         """The app transaction version recorded for `app_id`, None if it never committed."""
         ...

@@ -140,6 +140,26 @@ class Lake:
         with _about(name):
             return self.engine.info(name, self.path(name))
 
+    def partitions(self, name: str) -> list[dict[str, str | None]]:
+        """The partitions holding the table's current files, each once: {column: value as the Delta
+        log spells it (a date as YYYY-MM-DD), None for the null partition}."""
+        with _about(name):
+            return [dict(p) for p in self.engine.partitions(self.path(name))]
+
+    def drop_partitions(self, name: str, partitions: Iterable[Mapping[str, object]]) -> WriteResult:
+        """Remove whole partitions in one version, as `replace_partitions` with no rows would.
+
+        `partitions` are specs as in `replace_partitions` (a column left out matches every value).
+        The files stay for readers of older versions until `vacuum` deletes them.
+        """
+        specs = list(partitions)
+        if not specs:
+            raise LakeError(f"table {name}: no partitions to drop")
+        with _about(name):
+            partition_by = self.engine.partition_columns(self.path(name))
+        empty = self.spark.createDataFrame([], self.schema(name))
+        return self.replace_partitions(name, empty, partition_by=partition_by, partitions=specs)
+
     def vacuum(self, name: str, *, retention_hours: int) -> list[str]:
         """Delete files no version within the retention period references (and leftovers of crashed writes)."""
         with _about(name):

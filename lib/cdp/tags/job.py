@@ -182,6 +182,36 @@ def _direction(ranked: Sequence[str] | None, was: str, now: str) -> F.Column:
     )
 
 
+def expire(lake: Lake, *, keep_days: int, keep_month_starts: bool = True) -> list[dt.date]:
+    """Drop the as-of dates of `tags.customer_tags` and `tags.customer_profile` older than
+    `keep_days` before the newest date of the profile; returns the dates dropped, oldest first.
+
+    With `keep_month_starts`, a date that is the first of its month stays whatever its age: the
+    state at the end of each month, for training sets. `tags.tag_events` keeps every date. Each
+    table drops its dates in one version (`Lake.drop_partitions`); their files stay until `maintain`
+    vacuums them, so readers of earlier versions are not broken. Dropping again drops nothing.
+    """
+    if not lake.exists(PROFILE):
+        return []
+    held = {name: _dates(lake, name) for name in (PROFILE, CUSTOMER_TAGS) if lake.exists(name)}
+    if not held[PROFILE]:
+        return []
+    oldest_kept = max(held[PROFILE]) - dt.timedelta(days=keep_days)
+    dropped: set[dt.date] = set()
+    for name, dates in held.items():
+        old = sorted(d for d in dates if d < oldest_kept and not (keep_month_starts and d.day == 1))
+        if old:
+            lake.drop_partitions(name, [{"as_of": d} for d in old])
+            logger.info("tags: %s: dropped %d as-of dates, %s to %s", name, len(old), old[0], old[-1])
+            dropped.update(old)
+    return sorted(dropped)
+
+
+def _dates(lake: Lake, name: str) -> set[dt.date]:
+    """The as-of dates of a table partitioned by `as_of`, from its log."""
+    return {dt.date.fromisoformat(p["as_of"]) for p in lake.partitions(name) if p.get("as_of")}
+
+
 def parse_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
