@@ -32,6 +32,19 @@ def tag_tables(spark: SparkSession, root: Path, dates: list[dt.date]) -> Lake:
     return lake
 
 
+def conf_dir(folder: Path, **overlays: str) -> Path:
+    """A copy of the project's base and local configuration in `folder`, with an overlay
+    `<env>.yaml` (the local one plus the given YAML text) for each keyword."""
+    folder.mkdir()
+    project = Path(__file__).resolve().parents[2] / "conf"
+    local = (project / "local.yaml").read_text()
+    (folder / "base.yaml").write_text((project / "base.yaml").read_text())
+    (folder / "local.yaml").write_text(local)
+    for env, extra in overlays.items():
+        (folder / f"{env}.yaml").write_text(local + extra)
+    return folder
+
+
 def dates_of(lake: Lake, name: str) -> list[dt.date]:
     return sorted(r.as_of for r in lake.read(name).select("as_of").distinct().collect())
 
@@ -59,15 +72,10 @@ def test_expire_on_a_lake_without_tags_does_nothing(spark: SparkSession, tmp_pat
 
 def test_maintain_drops_expired_dates_when_configured(spark: SparkSession, tmp_path: Path) -> None:
     lake = tag_tables(spark, tmp_path / "lake", DATES[-3:])
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    base = Path(__file__).resolve().parents[2] / "conf"
-    (conf / "base.yaml").write_text((base / "base.yaml").read_text())
-    (conf / "local.yaml").write_text((base / "local.yaml").read_text())
+    conf = conf_dir(tmp_path / "conf", kept="tags:\n  keep_days: 2\n")
     # Not configured (the default): every date stays.
     assert maintain_main(["--lake", lake.root, "--run-id", "m1", "--conf-dir", str(conf)]) == 0
     assert dates_of(lake, PROFILE) == DATES[-3:]
-    (conf / "kept.yaml").write_text((base / "local.yaml").read_text() + "tags:\n  keep_days: 2\n")
     assert maintain_main(["--lake", lake.root, "--run-id", "m2", "--conf-dir", str(conf), "--env", "kept"]) == 0
     # 2026-04-28 is older than 2026-05-01; 2026-05-01 is a month start (and recent anyway).
     assert dates_of(lake, PROFILE) == [dt.date(2026, 5, 1), dt.date(2026, 5, 3)]
@@ -75,10 +83,6 @@ def test_maintain_drops_expired_dates_when_configured(spark: SparkSession, tmp_p
 
 
 def test_keep_days_must_not_be_negative(tmp_path: Path) -> None:
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    base = Path(__file__).resolve().parents[2] / "conf"
-    (conf / "base.yaml").write_text((base / "base.yaml").read_text())
-    (conf / "local.yaml").write_text((base / "local.yaml").read_text() + "tags:\n  keep_days: -1\n")
+    conf = conf_dir(tmp_path / "conf", negative="tags:\n  keep_days: -1\n")
     with pytest.raises(ConfigError, match="keep_days"):
-        load_config("local", conf_dir=conf, environ={})
+        load_config("negative", conf_dir=conf, environ={})

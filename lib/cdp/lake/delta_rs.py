@@ -80,7 +80,7 @@ class DeltaRsEngine:
 
     def partitions(self, path: str) -> list[PartitionSpec]:
         # From the log's add actions: no data file is read.
-        return [{column: value or None for column, value in p.items()} for p in self._table(path).partitions()]
+        return [{c: partition_string(v) for c, v in p.items()} for p in self._table(path).partitions()]
 
     def committed_version(self, path: str, app_id: str) -> int | None:
         if not self.exists(path):

@@ -67,7 +67,7 @@ class DeltaSparkEngine:
         if not columns:
             return []
         rows = self._spark.read.format("delta").load(path).select(*columns).distinct().collect()
-        return [{c: partition_string(row[c]) or None for c in columns} for row in rows]
+        return [{c: partition_string(row[c]) for c in columns} for row in rows]
 
     def committed_version(self, path: str, app_id: str) -> int | None:
         # Delta itself skips a write whose (txnAppId, txnVersion) it has seen; the history's

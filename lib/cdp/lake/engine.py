@@ -36,9 +36,8 @@ class Partition:
     rows: DataFrame
 
     def spec(self) -> dict[str, str | None]:
-        """The values as the Delta log and Spark's folders spell them (an empty string is the null
-        partition, as Spark writes it)."""
-        return {column: partition_string(value) or None for column, value in self.values.items()}
+        """The values as the Delta log and Spark's folders spell them (`partition_string`)."""
+        return {column: partition_string(value) for column, value in self.values.items()}
 
 
 @dataclass(frozen=True)
@@ -132,8 +131,9 @@ class Engine(Protocol):
 
 
 def partition_string(value: object) -> str | None:
-    """A partition value as the Delta log and Spark's partition directories spell it."""
-    if value is None:
+    """A partition value as the Delta log and Spark's partition directories spell it: None for the
+    null partition, which is also where Spark writes rows whose value is an empty string."""
+    if value is None or value == "":
         return None
     if isinstance(value, bool):
         return "true" if value else "false"

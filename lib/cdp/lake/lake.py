@@ -227,7 +227,7 @@ class Lake:
             raise LakeError(f"table {name}: replace_partitions needs partition columns")
         specs = None
         if partitions is not None:
-            specs = tuple({c: partition_string(p[c]) or None for c in partition_by if c in p} for p in partitions)
+            specs = tuple({c: partition_string(p[c]) for c in partition_by if c in p} for p in partitions)
             for p in partitions:
                 unknown = set(p) - set(partition_by)
                 if unknown:
