@@ -67,7 +67,7 @@ from cdp.generate.vocab import CATEGORY_WEIGHTS, PLATFORMS
 from cdp.lake import Lake, Partition
 from cdp.lake.delta_rs import partition_path
 from cdp.lake.engine import dictionary_off
-from cdp.spark import get_spark
+from cdp.spark import SESSION_TIME_ZONE, get_spark, session_zone
 from cdp.tags import clv, engine, facts
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top, load_catalogue
 
@@ -358,11 +358,11 @@ def _literal(value: object) -> str:
     return repr(value)
 
 
-def _kept(spec: Metric | Top, cut: dt.datetime) -> str:
+def _kept(spec: Metric | Top, cut: facts.Cut) -> str:
     """The facts a metric or top tag looks at, as a WHERE condition."""
     kept = ["TRUE"]
     if spec.window_days is not None:
-        kept.append(f"ts >= TIMESTAMP'{(cut - dt.timedelta(days=spec.window_days)).isoformat()}'")
+        kept.append(f"ts >= TIMESTAMP'{cut.start(spec.window_days).isoformat()}'")
     if spec.where is not None:
         kept.append(f"({spec.where})")
     return " AND ".join(kept)
@@ -375,9 +375,9 @@ def _inputs(keys: Sequence[str], as_of: dt.date) -> str:
     return f"SELECT p.one_id, DATE'{as_of.isoformat()}' AS as_of{columns} FROM persons p{joins}"
 
 
-def tag_query(tag: Tag, catalogue: Catalogue, as_of: dt.date) -> str:
-    """The one Spark SQL query computing `tag` alone: `one_id`, `value` (not for `clv` tags)."""
-    spec, cut = tag.spec, facts.as_of_instant(as_of)
+def tag_query(tag: Tag, catalogue: Catalogue, cut: facts.Cut) -> str:
+    """The one Spark SQL query computing `tag` alone as of `cut`: `one_id`, `value` (not for `clv` tags)."""
+    spec = tag.spec
     if isinstance(spec, Metric):
         column, kept = spec.column or "1", _kept(spec, cut)
         if spec.agg in ("latest", "earliest"):
@@ -404,7 +404,7 @@ def tag_query(tag: Tag, catalogue: Catalogue, as_of: dt.date) -> str:
             f"SELECT *, row_number() OVER (PARTITION BY one_id ORDER BY measure DESC, value) AS rank FROM ({totals})"
         )
         return f"SELECT one_id, value FROM ({ranked}) WHERE rank = 1"
-    inputs = _inputs(sorted(catalogue.inputs(tag)), as_of)
+    inputs = _inputs(sorted(catalogue.inputs(tag)), cut.as_of)
     if isinstance(spec, Expr):
         return f"SELECT one_id, ({spec.expr}) AS value FROM ({inputs})"
     if isinstance(spec, Cases):
@@ -443,7 +443,7 @@ def clv_tag(spark: SparkSession, tag: Tag, as_of: dt.date) -> tuple[DataFrame, D
     """
     spec = tag.spec
     purchases = spark.sql("SELECT one_id, ts, amount FROM fact_orders WHERE NOT returned AND amount > 0")
-    stats = clv.summary(purchases, as_of=facts.as_of_instant(as_of)).persist()
+    stats = clv.summary(purchases, as_of=facts.Cut(as_of, session_zone(spark)).instant).persist()
     bg = clv.fit_bgnbd(stats)
     gg = clv.fit_gamma_gamma(stats) if spec.output in ("expected_value", "clv") else None
     predicted = clv.predict(stats, bg, gg, horizon=spec.horizon_days / clv.UNIT_DAYS)
@@ -481,7 +481,7 @@ def run_baseline(
     """
     first = sql.fence()
     started = time.monotonic()
-    cut = facts.as_of_instant(as_of)
+    cut = facts.Cut(as_of, session_zone(spark)).instant
     for name in sorted(facts.needed(catalogue)):
         # Not cached, and no join shared between facts: each query reads silver.
         facts.FACTS[name](facts.Sources(lake, cut)).createOrReplaceTempView(f"fact_{name}")
@@ -498,7 +498,7 @@ def run_baseline(
         if isinstance(tag.spec, Clv):
             query, kept = clv_tag(spark, tag, as_of)
         else:
-            text = tag_query(tag, catalogue, as_of)
+            text = tag_query(tag, catalogue, facts.Cut(as_of, session_zone(spark)))
             logger.info("baseline %s: %s", tag.key, text)
             query = spark.sql(text)
         query.write.mode("overwrite").parquet(str(out / tag.key))
@@ -712,12 +712,16 @@ def main() -> None:
     cfg = bench_config(args.lake)
     spark = get_spark(cfg)
     spark.sparkContext.setLogLevel("ERROR")
+    spark.conf.set(SESSION_TIME_ZONE, cfg.tags.timezone)  # the business's days, as in `cdp run tags`
     lake = Lake.from_config(spark, cfg, job="bench", run_id="bench")
     sql = Executions(spark)
     out = Path(args.keep or tempfile.mkdtemp(prefix="bench_tags_"))
     catalogue = load_catalogue(cfg.tags.catalogue, facts=list(facts.FACTS))
     persons = one_ids(lake).count()
-    print(f"lake {args.lake}, as of {args.as_of}, {persons:,} one_ids (profile rows), Spark {spark.version}")
+    print(
+        f"lake {args.lake}, as of {args.as_of} ({cfg.tags.timezone}), {persons:,} one_ids (profile rows), "
+        f"Spark {spark.version}"
+    )
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (compare timings on a quiet machine only)")
     check_counting(lake, sql)
 

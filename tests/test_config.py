@@ -51,6 +51,14 @@ def test_wrong_type_is_an_error(conf: Path) -> None:
         load_config("local", conf_dir=conf, environ={"LAKE_HOME": "/x"})
 
 
+def test_an_unknown_time_zone_names_its_key(conf: Path) -> None:
+    write(conf, "local.yaml", "tags:\n  timezone: Asia/Beijing\n")
+    with pytest.raises(ConfigError, match=r"local\.yaml: key 'tags\.timezone'.*'Asia/Beijing' is not a time zone"):
+        load_config("local", conf_dir=conf, environ={"LAKE_HOME": "/x"})
+    write(conf, "local.yaml", "tags:\n  timezone: America/New_York\n")
+    assert load_config("local", conf_dir=conf, environ={"LAKE_HOME": "/x"}).tags.timezone == "America/New_York"
+
+
 def test_lake_root_precedence_cli_over_env_over_file(conf: Path) -> None:
     env = {"LAKE_HOME": "/x", "CDP_LAKE": "/from-env"}
     assert load_config("local", conf_dir=conf, environ=env).lake.root == "/from-env"

@@ -1,10 +1,11 @@
 import ast
+import datetime as dt
 import subprocess
 import sys
 
 from pyspark.sql import SparkSession
 
-from cdp.spark import JIT_HUGE_METHODS
+from cdp.spark import JIT_HUGE_METHODS, SESSION_TIME_ZONE, session_zone
 
 
 def test_local_session_jvm_compiles_large_generated_methods(spark: SparkSession) -> None:
@@ -34,3 +35,15 @@ print(list(spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().
     assert "-Dcdp.probe=1" in arguments and JIT_HUGE_METHODS in arguments
     assert any(a.startswith("-Dlog4j2.configurationFile=") for a in arguments)
     assert arguments.index(JIT_HUGE_METHODS) < arguments.index("-Dcdp.probe=1")  # the JVM keeps the last
+
+
+def test_session_zone_reads_regions_and_offsets_as_spark_does(spark: SparkSession) -> None:
+    instant = dt.datetime(2026, 3, 1, 17, 30, tzinfo=dt.UTC)
+    was = spark.conf.get(SESSION_TIME_ZONE)
+    try:
+        for zone in ("Asia/Shanghai", "+08:00", "-03:30", "UTC", "America/New_York"):
+            spark.conf.set(SESSION_TIME_ZONE, zone)
+            spark_wall = spark.sql(f"SELECT CAST(TIMESTAMP'{instant.isoformat()}' AS STRING) AS t").first().t
+            assert instant.astimezone(session_zone(spark)).strftime("%Y-%m-%d %H:%M:%S") == spark_wall, zone
+    finally:
+        spark.conf.set(SESSION_TIME_ZONE, was)

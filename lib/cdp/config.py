@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,19 @@ class TagsConfig(_Section):
     # first day of each month stays (the state at each month's end, for training sets).
     keep_days: int | None = Field(default=None, ge=0)
     keep_month_starts: bool = True
+    # The business's time zone (an IANA region): where its days begin. `--as-of D` sees the facts
+    # before D's midnight there, a window of N days starts N midnights earlier, and the catalogue's
+    # expressions read dates and hours of timestamps there (`to_date(ts)`, `hour(ts)`).
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone", mode="after")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone region (such as Asia/Shanghai or UTC)") from None
+        return value
 
 
 class Config(_Section):

@@ -10,25 +10,30 @@ Three ways in, chosen in this order:
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
 from cdp.config import Config
-from cdp.errors import EnvironmentProblem
+from cdp.errors import ConfigError, EnvironmentProblem
 
 logger = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+SESSION_TIME_ZONE = "spark.sql.session.timeZone"
+_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?$")
 
 
 # HotSpot leaves methods over 8000 bytes of bytecode to the interpreter, and whole-stage codegen
@@ -169,6 +174,27 @@ def _stop_at_exit(session: SparkSession) -> None:
     """
     atexit.unregister(session.stop)  # registered once, however often `get_spark` returns it
     atexit.register(session.stop)
+
+
+def session_zone(spark: SparkSession) -> dt.tzinfo:
+    """The session's time zone (`spark.sql.session.timeZone`): where Spark's dates, hours and days
+    of timestamps fall (`to_date(ts)`, `hour(ts)`), as Python's for the same instants.
+
+    Raises:
+        ConfigError: naming the setting, when it is neither a region (`Asia/Shanghai`) nor an offset (`+08:00`).
+    """
+    name = spark.conf.get(SESSION_TIME_ZONE) or "UTC"
+    offset = _OFFSET.match(name)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
+        return dt.timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError(
+            f"{SESSION_TIME_ZONE} is {name!r}: not a time zone region (Asia/Shanghai) or offset (+08:00)"
+        ) from e
 
 
 def is_connect(spark: SparkSession) -> bool:

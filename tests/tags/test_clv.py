@@ -18,7 +18,7 @@ from scipy.special import hyp2f1
 
 from cdp.errors import DataQualityError
 from cdp.tags.clv import BgNbd, GammaGamma, Levels, bgnbd_loglik, fit_bgnbd, fit_gamma_gamma, predict, summary
-from cdp.tags.engine import planned_partitioning
+from cdp.tags.engine import business_days, planned_partitioning
 
 UTC = dt.UTC
 AS_OF = dt.datetime(2024, 1, 29, tzinfo=UTC)
@@ -93,6 +93,22 @@ def test_summary_age_counts_from_the_first_date_to_the_as_of_instant(spark: Spar
     )
     got = summary(orders, as_of=dt.datetime(2024, 1, 3, 12, tzinfo=UTC), unit_days=1.0)
     assertDataFrameEqual(got, spark.createDataFrame([(1, 1, 1.0, 2.5, 2.5)], STATS_SCHEMA), rtol=1e-12)
+
+
+def test_summary_counts_the_days_of_the_session_time_zone(spark: SparkSession) -> None:
+    # 23:00 and 01:00 UTC are two days in UTC, one in Shanghai (07:00 and 09:00 on Jan 2).
+    orders = spark.createDataFrame(
+        [(1, at(1, 23), 2.5), (1, at(2, 1), 4.0)], "one_id long, ts timestamp, amount double"
+    )
+    as_of = dt.datetime(2024, 1, 3, 12, tzinfo=UTC)  # Jan 3, 20:00 in Shanghai
+    with business_days(spark, "Asia/Shanghai"):
+        shanghai = summary(orders, as_of=as_of, unit_days=1.0)
+        # One purchase day, from Jan 2 00:00 to Jan 3 20:00 on Shanghai's clocks.
+        assertDataFrameEqual(
+            shanghai, spark.createDataFrame([(1, 0, 0.0, 1 + 20 / 24, None)], STATS_SCHEMA), rtol=1e-12
+        )
+    got = summary(orders, as_of=as_of, unit_days=1.0)  # UTC again: two days
+    assertDataFrameEqual(got, spark.createDataFrame([(1, 1, 1.0, 2.5, 4.0)], STATS_SCHEMA), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,11 +79,12 @@ def tags(spark: SparkSession) -> dict[int, dict]:
     persons = spark.createDataFrame([(p,) for p in range(1, 7)], "one_id long")
     catalogue = load_catalogue(CATALOGUE, list(FACTS))
     facts = {"orders": orders, "order_lines": lines, "app_events": events, "members": members}
-    result = engine.compute(catalogue, facts, persons, as_of=D)
-    # Every metric of a fact in one pass, its preferences in another; the value models add one over
-    # the orders only when they can be fitted (here they cannot: too few repeat buyers).
-    assert result.passes == {"orders": 2, "order_lines": 2, "app_events": 1, "members": 1}
-    return {r.one_id: r.asDict() for r in result.profile.collect()}
+    with engine.business_days(spark, "Asia/Shanghai"):  # `tags.timezone` in conf/base.yaml, as the job sets it
+        result = engine.compute(catalogue, facts, persons, as_of=D)
+        # Every metric of a fact in one pass, its preferences in another; the value models add one over
+        # the orders only when they can be fitted (here they cannot: too few repeat buyers).
+        assert result.passes == {"orders": 2, "order_lines": 2, "app_events": 1, "members": 1}
+        return {r.one_id: r.asDict() for r in result.profile.collect()}
 
 
 def column(tags: dict[int, dict], key: str) -> list:

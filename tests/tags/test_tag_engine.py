@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pyspark.errors import AnalysisException
@@ -430,3 +431,69 @@ def test_a_derived_tag_naming_no_other_tag_is_computed(spark: SparkSession, tmp_
     result = engine.compute(catalogue, {}, persons, as_of=AS_OF)
     assert {r.one_id: r.launch for r in result.profile.collect()} == dict.fromkeys(PERSONS, "2026 spring")
     result.release()
+
+
+ZONED = """
+family: behaviour
+tags:
+  - {key: orders_total, name: {zh: 订单数, en: Orders}, description: d, kind: metric, fact: orders, agg: count}
+  - key: spend_30d
+    name: {zh: 近30天消费, en: Spend 30d}
+    description: d
+    kind: metric
+    fact: orders
+    agg: sum
+    column: amount
+    window_days: 30
+  - {key: first_at, name: {zh: 首购, en: First}, description: d, kind: metric, fact: orders, agg: min, column: ts}
+  - {key: last_at, name: {zh: 最近, en: Last}, description: d, kind: metric, fact: orders, agg: max, column: ts}
+  - {key: first_day, name: {zh: 首购日, en: First day}, description: d, kind: expr, expr: to_date(first_at)}
+  - key: top_hour
+    name: {zh: 偏好时, en: Top hour}
+    description: d
+    kind: top
+    fact: orders
+    by: hour(ts)
+    measure: amount
+"""
+
+
+def test_days_begin_at_the_midnights_of_the_business_time_zone(spark: SparkSession, tmp_path: Path) -> None:
+    utc = dt.UTC
+    # The facts are cut before the as-of date already (`facts.build`; see the job's tests).
+    orders = [  # amounts 2, 4, 8: a sum says which orders it holds
+        (1, "b", "store", dt.datetime(2026, 5, 31, 15, tzinfo=utc), 2.0, 0.0, False),  # Shanghai: May 31, 23:00
+        (1, "c", "store", dt.datetime(2026, 5, 1, 17, tzinfo=utc), 4.0, 0.0, False),  # Shanghai: May 2, 01:00
+        (1, "d", "store", dt.datetime(2026, 4, 30, 20, tzinfo=utc), 8.0, 0.0, False),  # Shanghai: May 1, 04:00
+    ]
+    write(tmp_path, ZONED)
+    catalogue = load_catalogue(tmp_path, FACTS)
+
+    def tags(zone: str) -> tuple[dict, dict]:
+        with engine.business_days(spark, zone):
+            facts = {"orders": spark.createDataFrame(orders, ORDERS_SCHEMA)}
+            result = engine.compute(catalogue, facts, spark.createDataFrame([(1,)], "one_id long"), as_of=AS_OF)
+            profile = result.profile.first().asDict()
+            long = {
+                r.tag: r.value
+                for part in engine.long_tags(catalogue, result.profile, AS_OF)
+                for r in part.rows.collect()
+            }
+        assert spark.conf.get("spark.sql.session.timeZone") == "UTC"  # restored
+        return profile, long
+
+    # As of June 1 in Shanghai: 30 days from 2026-05-01 16:00 UTC; dates and hours on Shanghai's clocks.
+    shanghai, text = tags("Asia/Shanghai")
+    assert (shanghai["orders_total"], shanghai["spend_30d"]) == (3, 2.0 + 4.0)
+    assert shanghai["first_day"] == dt.date(2026, 5, 1) and shanghai["top_hour"] == "4"
+    assert text["last_at"] == "2026-05-31 15:00:00" and text["first_day"] == "2026-05-01"  # times in UTC
+    # As of June 1 in UTC: 30 days from 2026-05-02 00:00 UTC.
+    in_utc, text = tags("UTC")
+    assert (in_utc["orders_total"], in_utc["spend_30d"]) == (3, 2.0)
+    assert in_utc["first_day"] == dt.date(2026, 4, 30) and in_utc["top_hour"] == "20"
+    assert text["last_at"] == "2026-05-31 15:00:00"
+    # Where clocks change, a day is 23 hours: 30 days before 2026-03-15 in New York begin at
+    # 2026-02-13 05:00 UTC (EST), and the as-of date at 2026-03-15 04:00 UTC (EDT).
+    cut = tag_facts.Cut(dt.date(2026, 3, 15), ZoneInfo("America/New_York"))
+    assert cut.instant == dt.datetime(2026, 3, 15, 4, tzinfo=utc)
+    assert cut.start(30) == dt.datetime(2026, 2, 13, 5, tzinfo=utc)

@@ -34,7 +34,7 @@ CATALOGUE = Path(__file__).resolve().parents[2] / "conf" / "tags"
 
 
 def at(days: float) -> dt.datetime:
-    """`days` after the first instant of D (UTC); 0 is exactly the cut."""
+    """`days` after D's midnight in UTC; the cut is D's midnight in Shanghai (`tags.timezone`), at(-8 / 24)."""
     return dt.datetime.combine(D, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=days)
 
 
@@ -45,12 +45,14 @@ def silver(spark: SparkSession, table: str, rows: list[dict]):
 
 
 POS = [
-    # order_no, one_id, time: P3 at the cut and P4 after it must not count as of D.
+    # order_no, one_id, time: P3 and P4 after the cut must not count as of D, nor P6 at the cut.
     ("P1", 101, at(-10)),
     ("P2", 101, at(-100)),
     ("P3", 101, at(0)),
     ("P4", 101, at(5)),
     ("P5", 102, at(-1)),
+    ("P6", 103, at(-8 / 24)),  # D, 00:00 in Shanghai
+    ("P7", 103, at(-9 / 24)),  # the day before, 23:00 in Shanghai
 ]
 
 
@@ -87,7 +89,8 @@ def test_as_of_sees_only_facts_before_the_date(spark: SparkSession, small_lake: 
     monkeypatch.chdir(Path(small_lake).parent)
     assert tags_main(["--lake", small_lake, "--as-of", D.isoformat(), "--run-id", "t1"]) == 0
     before = profile_of(spark, small_lake, D)
-    assert (before[101]["orders_total"], before[102]["orders_total"]) == (2, 1)
+    assert (before[101]["orders_total"], before[102]["orders_total"], before[103]["orders_total"]) == (2, 1, 1)
+    assert before[103]["days_since_last_purchase"] == 1  # the Shanghai day before D, not D itself (in UTC)
     assert before[101]["days_since_last_purchase"] == 10
     assert before[101]["is_member"] is True
     assert before[101]["member_level"] is None  # the member record was updated after D: its level is later news
@@ -97,7 +100,7 @@ def test_as_of_sees_only_facts_before_the_date(spark: SparkSession, small_lake: 
     later = D + dt.timedelta(days=30)
     assert tags_main(["--lake", small_lake, "--as-of", later.isoformat(), "--run-id", "t2"]) == 0
     after = profile_of(spark, small_lake, later)
-    assert after[101]["orders_total"] == 4
+    assert after[101]["orders_total"] == 4 and after[103]["orders_total"] == 2
     assert after[101]["member_level"] == "金卡会员"
     assert after[101]["lifecycle_stage"] == "loyal"
     # The profile of D is still there, unchanged: each date has its own partitions.
@@ -132,7 +135,8 @@ def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, p
     assert all(f.storageLevel.useMemory for f in frames)
     for name, fact in built.items():
         assert_pass_needs_no_shuffle(spark, plan_of, fact, people, name)
-    assert sorted(r.one_id for r in built["orders"].collect()) == [101, 101, 102]  # P3, P4: at or after D
+    # In this session's time zone (UTC) the cut is D's midnight in UTC: P3, P4 at or after it.
+    assert sorted(r.one_id for r in built["orders"].collect()) == [101, 101, 102, 103, 103]
     tag_facts.release(frames)
     assert not any(f.storageLevel.useMemory or f.storageLevel.useDisk for f in frames)
 
@@ -154,14 +158,14 @@ def test_order_facts_share_the_orders_joined_to_their_one_id(spark: SparkSession
         assertDataFrameEqual(both[name], alone[name])
         tag_facts.release(alone.values())
     tag_facts.release(both.values())
-    sources = tag_facts.Sources(lake, tag_facts.as_of_instant(as_of), shared=True)
+    sources = tag_facts.Sources(lake, tag_facts.Cut(as_of).instant, shared=True)
     pos, ecom = sources.pos_orders(), sources.ecom_orders()
     assert sources.pos_orders() is pos and sources.ecom_orders() is ecom  # one join each, cached
     assert pos.storageLevel.useMemory and ecom.storageLevel.useMemory
     assert pos.columns == list(tag_facts.POS_ORDER_COLUMNS) and ecom.columns == list(tag_facts.ECOM_ORDER_COLUMNS)
     sources.release()
     assert not (pos.storageLevel.useMemory or ecom.storageLevel.useMemory)
-    unshared = tag_facts.Sources(lake, tag_facts.as_of_instant(as_of))
+    unshared = tag_facts.Sources(lake, tag_facts.Cut(as_of).instant)
     assert unshared.pos_orders() is not unshared.pos_orders()
 
 
@@ -219,7 +223,7 @@ def test_an_edited_catalogue_evolves_the_outputs(
     assert run(second, "c2") == 0
     profiles = {d: profile_of(spark, str(root), d) for d in (first, second)}
     assert {p["buyer_kind"] for p in profiles[first].values()} == {None}  # not computed then
-    assert {k: p["buyer_kind"] for k, p in profiles[second].items()} == {101: "repeat", 102: "single"}
+    assert {k: p["buyer_kind"] for k, p in profiles[second].items()} == {101: "repeat", 102: "single", 103: "repeat"}
     assert {p["baby_stage_now"] for p in profiles[second].values()} == {None}  # its family is gone
     assert any(p["baby_stage_now"] for p in profiles[first].values())  # earlier dates keep it
     assert "mother_baby" not in families(second) and "mother_baby" in families(first)
@@ -236,7 +240,7 @@ def test_an_edited_catalogue_evolves_the_outputs(
     assert run(first, "c3") == 0
     assert "mother_baby" not in families(first)
     kinds = {k: p["buyer_kind"] for k, p in profile_of(spark, str(root), first).items()}
-    assert kinds == {101: "repeat", 102: "single"}
+    assert kinds == {101: "repeat", 102: "single", 103: "repeat"}
 
     # A channel onboarded later: its tags had no rows (fill values, of their types), now they have.
     setup = Lake(spark, str(root), engine=DeltaRsEngine(spark), job="setup", run_id="s2")
@@ -249,7 +253,7 @@ def test_an_edited_catalogue_evolves_the_outputs(
     third = D + dt.timedelta(days=100)
     assert run(third, "c5") == 0
     visits = {k: p["last_app_visit_at"] for k, p in profile_of(spark, str(root), third).items()}
-    assert visits == {101: at(70).replace(tzinfo=None), 102: None}
+    assert visits == {101: at(70).replace(tzinfo=None), 102: None, 103: None}
     assert {p["app_events_30d"] for p in profile_of(spark, str(root), second).values()} == {0}
 
     # A tag whose values change type: one clear line, and nothing written.

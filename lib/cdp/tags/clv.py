@@ -43,13 +43,13 @@ from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 from cdp.errors import DataQualityError
+from cdp.spark import session_zone
 
 logger = logging.getLogger(__name__)
 
 UNIT_DAYS = 7.0  # the time unit of the models: a week
 MIN_REPEAT_BUYERS = 10  # below this many customers with a repeat purchase a fit says nothing
 LOG_BOUND = 20.0  # the fits search log-parameters in [-20, 20] (after rescaling); reaching it means no optimum
-SECONDS_PER_DAY = 86_400
 STATS = ("frequency", "recency", "age")
 PREDICTED = ("expected_purchases", "p_alive", "expected_value", "clv")
 SERIES = "_clv_series"  # a column `predict` adds while it computes, and drops
@@ -95,8 +95,9 @@ class Levels:
 def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT_DAYS) -> DataFrame:
     """The BG/NBD and Gamma-Gamma sufficient statistics of each customer.
 
-    Purchases are counted by UTC calendar day: several orders on one day are one purchase of their
-    summed amount. Orders at or after `as_of` are ignored (the caller normally filters them already),
+    Purchases are counted by calendar day in the session's time zone (the tags job sets the
+    business's, `tags.timezone`): several orders on one day are one purchase of their summed
+    amount. Orders at or after `as_of` are ignored (the caller normally filters them already),
     as are rows with a null `one_id` or `ts`; a null `amount` counts as 0.
 
     Args:
@@ -108,7 +109,7 @@ def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT
     Returns:
         Output columns, one row per `one_id` with an order before `as_of`: `one_id` (its type),
         `frequency` (long, x: distinct purchase days - 1), `recency` (double, t_x: first to last
-        purchase date, in units), `age` (double, T: first purchase date (00:00 UTC) to `as_of`, in
+        purchase date, in units), `age` (double, T: first purchase date (its midnight) to `as_of`, in
         units, so always > recency), `monetary` (double, the spend on the days after the first one
         divided by `frequency`; null when `frequency` is 0).
     """
@@ -119,10 +120,7 @@ def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT
     ts = F.col("ts").cast("timestamp")
     days = (
         purchases.where(F.col("one_id").isNotNull() & ts.isNotNull() & (F.unix_micros(ts) < F.lit(end_micros)))
-        .groupBy(
-            "one_id",
-            F.floor(F.unix_seconds(ts) / SECONDS_PER_DAY).alias("day"),
-        )
+        .groupBy("one_id", F.unix_date(F.to_date(ts)).alias("day"))  # the session's calendar day
         .agg(F.sum(F.coalesce(F.col("amount"), F.lit(0))).alias("spend"))
     )
     per_customer = days.groupBy("one_id").agg(
@@ -131,7 +129,7 @@ def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT
         F.max("day").alias("last"),
         (F.sum("spend") - F.min_by("spend", "day")).alias("repeat_spend"),
     )
-    end_day = end_micros / (SECONDS_PER_DAY * 1_000_000)
+    end_day = _local_day(end, session_zone(purchases.sparkSession))
     return per_customer.select(
         "one_id",
         "frequency",
@@ -139,6 +137,14 @@ def summary(purchases: DataFrame, *, as_of: dt.datetime, unit_days: float = UNIT
         ((F.lit(end_day) - F.col("first")) / F.lit(unit_days)).alias("age"),
         F.when(F.col("frequency") > 0, F.col("repeat_spend").cast("double") / F.col("frequency")).alias("monetary"),
     )
+
+
+def _local_day(instant: dt.datetime, zone: dt.tzinfo) -> float:
+    """`instant` in days since 1970-01-01 on the clocks of `zone`: its date's number (as Spark's
+    `unix_date(to_date(ts))` in a session of that zone) plus the part of that day's clock gone by."""
+    local = instant.astimezone(zone)
+    wall = local.replace(tzinfo=None) - dt.datetime(1970, 1, 1)
+    return wall / dt.timedelta(days=1)
 
 
 def fit_bgnbd(stats: DataFrame, *, penalizer: float = 0.0) -> BgNbd:

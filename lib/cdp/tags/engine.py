@@ -38,9 +38,10 @@ from pyspark.sql.types import DataType, DecimalType, DoubleType, FloatType, Time
 
 from cdp.errors import CdpError, ConfigError
 from cdp.lake import Partition
+from cdp.spark import SESSION_TIME_ZONE, session_zone
 from cdp.tags import clv
 from cdp.tags.catalogue import Bands, Cases, Catalogue, Clv, Expr, Metric, Score, Tag, Top
-from cdp.tags.facts import as_of_instant, release
+from cdp.tags.facts import Cut, release
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,23 @@ def planned_partitioning(spark: SparkSession) -> Iterator[int]:
     text = spark.conf.get(SHUFFLE_PARTITIONS) or ""
     with _settings(spark, PLANNED):
         yield int(text) if text.isdigit() else DEFAULT_PARTITIONS
+
+
+@contextlib.contextmanager
+def business_days(spark: SparkSession, zone: str) -> Iterator[None]:
+    """The session's time zone set to `zone` (`tags.timezone`) for the block, then restored.
+
+    The as-of cut and the windows begin at the zone's midnights (`cdp.tags.facts.Cut`), the value
+    models count purchases by its days, and the catalogue's `to_date(ts)`, `hour(ts)` and
+    `dayofweek(ts)` read its dates and hours. Not one of the `PLANNED` settings a session may
+    refuse: tags computed on other days would be wrong, so the job fails instead.
+    """
+    was = spark.conf.get(SESSION_TIME_ZONE)
+    spark.conf.set(SESSION_TIME_ZONE, zone)
+    try:
+        yield
+    finally:
+        spark.conf.set(SESSION_TIME_ZONE, was)
 
 
 @contextlib.contextmanager
@@ -180,7 +198,7 @@ def _compute(
     catalogue: Catalogue, facts: Mapping[str, DataFrame], persons: DataFrame, as_of: dt.date, kept: list[DataFrame]
 ) -> TagResult:
     check(catalogue, facts)
-    cut = as_of_instant(as_of)
+    cut = Cut(as_of, session_zone(persons.sparkSession))
     profile = persons.select("one_id").withColumn("as_of", F.lit(as_of))
     passes: dict[str, int] = defaultdict(int)
     parts: list[DataFrame] = []  # one_id (each at most once) and some of the tags: one per pass
@@ -203,7 +221,7 @@ def _compute(
     models: dict[str, object] = {}
     clv_tags = catalogue.of_kind(Clv)
     if clv_tags:
-        values, models = _clv(facts.get("orders"), clv_tags, as_of, kept)
+        values, models = _clv(facts.get("orders"), clv_tags, cut, kept)
         if values is not None:
             passes["orders"] += 1
             parts.append(values)
@@ -321,10 +339,10 @@ def check(catalogue: Catalogue, facts: Mapping[str, DataFrame]) -> None:
                 ) from e
 
 
-def _window(spec: Metric | Top, cut: dt.datetime) -> Column:
+def _window(spec: Metric | Top, cut: Cut) -> Column:
     condition = F.lit(True)
     if spec.window_days is not None:
-        condition = F.col("ts") >= F.lit(cut - dt.timedelta(days=spec.window_days))
+        condition = F.col("ts") >= F.lit(cut.start(spec.window_days))
     if spec.where is not None:
         condition = condition & F.coalesce(F.expr(spec.where), F.lit(False))
     return condition
@@ -344,7 +362,7 @@ def _count_distinct(value: Column) -> Column:
 _PLAIN = {"count": F.count, "count_distinct": _count_distinct, "sum": F.sum, "avg": F.avg, "min": F.min, "max": F.max}
 
 
-def _aggregate(spec: Metric, cut: dt.datetime) -> Column:
+def _aggregate(spec: Metric, cut: Cut) -> Column:
     keep = _window(spec, cut)
     value = F.expr(spec.column) if spec.column is not None else F.lit(1)
     if spec.agg in _PLAIN:
@@ -354,7 +372,7 @@ def _aggregate(spec: Metric, cut: dt.datetime) -> Column:
     return F.max_by(value, at) if spec.agg == "latest" else F.min_by(value, at)
 
 
-def _tops(fact: DataFrame, tags: Sequence[Tag], cut: dt.datetime) -> DataFrame:
+def _tops(fact: DataFrame, tags: Sequence[Tag], cut: Cut) -> DataFrame:
     """`one_id` and one column per `top` tag: the value with the largest total measure (ties: the smaller value).
 
     Each fact row becomes one (tag, value, measure) row per tag; the rows are sorted by (one_id,
@@ -388,7 +406,7 @@ def _tops(fact: DataFrame, tags: Sequence[Tag], cut: dt.datetime) -> DataFrame:
 
 
 def _clv(
-    orders: DataFrame | None, tags: Sequence[Tag], as_of: dt.date, kept: list[DataFrame]
+    orders: DataFrame | None, tags: Sequence[Tag], cut: Cut, kept: list[DataFrame]
 ) -> tuple[DataFrame | None, dict]:
     """The `clv` tags per one_id from the orders, and the fitted models; (None, {}) when they cannot
     be fitted. The customers' statistics are cached (into `kept`): the fits read them, then the predictions."""
@@ -396,7 +414,7 @@ def _clv(
         logger.warning("tags: no orders; the value (clv) tags are null")
         return None, {}
     purchases = orders.where(~F.col("returned") & (F.col("amount") > 0)).select("one_id", "ts", "amount")
-    stats = _kept(clv.summary(purchases, as_of=as_of_instant(as_of)), kept)
+    stats = _kept(clv.summary(purchases, as_of=cut.instant), kept)
     try:
         bg = clv.fit_bgnbd(stats)
         gg = clv.fit_gamma_gamma(stats)
@@ -559,9 +577,13 @@ def _missing(tag: Tag) -> Column:
 
 
 def _text(value: Column, data_type: DataType) -> Column:
-    """A tag value as text; fractional numbers rounded to 4 decimals (half to even)."""
+    """A tag value as text; fractional numbers rounded to 4 decimals (half to even); times in UTC
+    (`2026-09-30 12:00:00`), whatever the session's time zone."""
     if isinstance(data_type, FloatType | DoubleType | DecimalType):
         # Double arithmetic, not `round` (which goes through BigDecimal: twice the time of the whole
         # cast); `+ 0.0` turns -0.0 into 0.0. The text is the shortest that reads back as the double.
         return (F.rint(value.cast("double") * 10_000) / 10_000 + 0.0).cast("string")
+    if isinstance(data_type, TimestampType):  # the instant as UTC's wall time, exact at any change of clocks
+        epoch = F.expr("TIMESTAMP_NTZ'1970-01-01 00:00:00'")
+        return F.timestamp_add("MICROSECOND", F.unix_micros(value), epoch).cast("string")
     return value.cast("string")

@@ -1,9 +1,10 @@
 """The facts tags are computed from: silver tables joined to `identity.oneid_map`, cut at the as-of time.
 
-Every fact has `one_id` and `ts` (UTC), and holds only rows with `ts` before the as-of time, so a
-tag computed "as of" a past date never sees anything at or after it. Records whose one_id is
-unknown (not yet resolved) are left out. A silver table that does not exist yet (a channel not
-onboarded) gives no rows: its tags are their fill values, of the types they keep once it exists.
+Every fact has `one_id` and `ts` (an instant), and holds only rows with `ts` before the as-of
+date's first instant in the session's time zone (`Cut`), so a tag computed "as of" a past date
+never sees anything at or after it. Records whose one_id is unknown (not yet resolved) are left
+out. A silver table that does not exist yet (a channel not onboarded) gives no rows: its tags are
+their fill values, of the types they keep once it exists.
 Each fact is built once per run and cached: every silver table is read once per fact that uses
 it, whatever the number of tags, and the orders once for both order facts (`Sources`). Facts
 and persons are hash-partitioned by `one_id` into the same number of partitions (and sorted by
@@ -34,6 +35,7 @@ from pyspark.sql import functions as F
 
 from cdp.lake import Lake
 from cdp.schemas import SILVER
+from cdp.spark import session_zone
 from cdp.tags.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
@@ -46,9 +48,23 @@ NOT_SOLD = ("TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO", "REFUNDED", "CANCELLED")
 MONEY = "decimal(18,2)"
 
 
-def as_of_instant(as_of: dt.date) -> dt.datetime:
-    """The first instant of the as-of date (UTC): facts strictly before it are seen."""
-    return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+@dataclass(frozen=True)
+class Cut:
+    """The as-of date, in the time zone where its days begin (the job's: `tags.timezone`, set as
+    the session's time zone while the tags are computed; `cdp.spark.session_zone`)."""
+
+    as_of: dt.date
+    zone: dt.tzinfo = dt.UTC
+
+    @property
+    def instant(self) -> dt.datetime:
+        """The first instant of the as-of date: facts strictly before it are seen."""
+        return self.start(0)
+
+    def start(self, days: int) -> dt.datetime:
+        """The first instant of the day `days` days before the as-of date: a window of that many
+        days begins there (a local midnight, so a day is 23 or 25 hours where clocks change)."""
+        return dt.datetime.combine(self.as_of - dt.timedelta(days=days), dt.time(), tzinfo=self.zone)
 
 
 def _silver(lake: Lake, table: str) -> DataFrame:
@@ -295,7 +311,7 @@ def build(
     hash-partitioned by `one_id` into `partitions` (`Sources.by_person`) and sorted by it within
     them, and is cached until `release`.
     """
-    cut = as_of_instant(as_of)
+    cut = Cut(as_of, session_zone(lake.spark)).instant
     missing = sorted({t for name in needed for t in SOURCES[name] if not lake.exists(t)})
     if missing:
         logger.warning("tags: not created yet, so the facts read no rows of them: %s", ", ".join(missing))

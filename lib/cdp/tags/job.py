@@ -11,8 +11,10 @@ Reads the silver facts and `identity.oneid_map`; writes, for the as-of date, the
   are ranked (`ranked: true`, best first), else null.
 
 Each date's partitions are replaced as a whole, so re-running a date (after a crash, or with a
-new catalogue) leaves one copy. `--as-of` (default: today, UTC) computes the tags as they were on
-that date from facts before it only, for point-in-time training sets.
+new catalogue) leaves one copy. `--as-of` (default: today) computes the tags as they were on
+that date from facts before it only, for point-in-time training sets. Dates are the business's
+(`tags.timezone`, Asia/Shanghai by default): the date begins at its midnight there, a window of N
+days begins N midnights earlier, and the catalogue's `to_date(ts)` and `hour(ts)` read its clocks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -40,14 +43,20 @@ EVENTS = "tags.tag_events"
 
 
 def run(ctx: JobContext) -> None:
+    with engine.business_days(ctx.lake.spark, ctx.cfg.tags.timezone):
+        _run(ctx)
+
+
+def _run(ctx: JobContext) -> None:
     lake = ctx.lake
-    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(dt.UTC).date()
+    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(ZoneInfo(ctx.cfg.tags.timezone)).date()
     catalogue = load_catalogue(ctx.cfg.tags.catalogue, facts=list(facts.FACTS))
     if not lake.exists(facts.ONEID_MAP):
         logger.warning("tags: %s does not exist under %s yet (run `cdp run identity`); nothing to tag",
                        facts.ONEID_MAP, lake.root)  # fmt: skip
         return
-    logger.info("tags: %d tags in %d families, as of %s", len(catalogue), len(catalogue.families), as_of)
+    logger.info("tags: %d tags in %d families, as of %s (%s)", len(catalogue), len(catalogue.families), as_of,
+                ctx.cfg.tags.timezone)  # fmt: skip
     with engine.planned_partitioning(lake.spark) as partitions:
         with stage("tags facts"):
             built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
@@ -224,7 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--as-of",
         type=parse_date,
         metavar="DATE",
-        help="compute the tags as of this date (YYYY-MM-DD, default: today UTC)",
+        help="compute the tags as of this date (YYYY-MM-DD, in tags.timezone; default: today)",
     )
 
 
