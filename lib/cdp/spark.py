@@ -58,8 +58,9 @@ def java_version() -> str | None:
 def get_spark(cfg: Config) -> SparkSession:
     """Return the session for this configuration, creating it when needed.
 
-    Local sessions get the configured master, the `spark.conf` settings, quiet logs and a
-    checkpoint directory under the lake (`<lake>/_checkpoints`).
+    Local sessions get the configured master, the `spark.conf` settings and quiet logs. No
+    checkpoint directory is set: the jobs checkpoint locally (`localCheckpoint()`, which Spark
+    Connect has too), and a directory set for a session gets an empty folder of its own, never removed.
     """
     remote = cfg.spark.remote or os.environ.get("SPARK_REMOTE")
     if remote:
@@ -86,10 +87,7 @@ def get_spark(cfg: Config) -> SparkSession:
                 "Java is not installed: install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"
             )
         builder = _local_driver(builder.master(cfg.spark.master or "local[*]"), cfg)
-    builder = _apply_conf(builder, cfg, runtime_only=under_submit)
-    if "://" not in cfg.lake.root:
-        builder = builder.config("spark.checkpoint.dir", f"{cfg.lake.root}/_checkpoints")
-    spark = builder.getOrCreate()
+    spark = _apply_conf(builder, cfg, runtime_only=under_submit).getOrCreate()
     logger.debug("Spark %s session, master %s", spark.version, cfg.spark.master or "from spark-submit")
     return spark
 

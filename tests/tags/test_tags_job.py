@@ -331,7 +331,7 @@ def test_over_spark_connect_the_job_writes_the_same_profile(
     lakes = {}
     for name in ("classic", "connect"):
         lakes[name] = tmp_path / name
-        shutil.copytree(resolved_lake, lakes[name], ignore=shutil.ignore_patterns("tags", "_checkpoints", "logs"))
+        shutil.copytree(resolved_lake, lakes[name], ignore=shutil.ignore_patterns("tags", "logs"))
     command = [str(Path(sys.executable).parent / "cdp"), "run", "tags", "--lake", str(lakes["connect"])]
     env = {**os.environ, "SPARK_REMOTE": "local[2]"}
     done = subprocess.run(
