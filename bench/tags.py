@@ -434,7 +434,7 @@ def tag_query(tag: Tag, catalogue: Catalogue, cut: facts.Cut) -> str:
     raise AssertionError(f"{tag.key}: no query for kind {type(spec).__name__}")
 
 
-def clv_tag(spark: SparkSession, tag: Tag, as_of: dt.date) -> tuple[DataFrame, DataFrame]:
+def clv_tag(spark: SparkSession, tag: Tag, cut: facts.Cut) -> tuple[DataFrame, DataFrame]:
     """A `clv` tag alone: summarise the orders, fit the models it needs, predict.
 
     Returns the query and the customers' statistics it reads, cached (to unpersist once the query
@@ -443,7 +443,7 @@ def clv_tag(spark: SparkSession, tag: Tag, as_of: dt.date) -> tuple[DataFrame, D
     """
     spec = tag.spec
     purchases = spark.sql("SELECT one_id, ts, amount FROM fact_orders WHERE NOT returned AND amount > 0")
-    stats = clv.summary(purchases, as_of=facts.Cut(as_of, session_zone(spark)).instant).persist()
+    stats = clv.summary(purchases, as_of=cut.instant).persist()
     bg = clv.fit_bgnbd(stats)
     gg = clv.fit_gamma_gamma(stats) if spec.output in ("expected_value", "clv") else None
     predicted = clv.predict(stats, bg, gg, horizon=spec.horizon_days / clv.UNIT_DAYS)
@@ -481,10 +481,10 @@ def run_baseline(
     """
     first = sql.fence()
     started = time.monotonic()
-    cut = facts.Cut(as_of, session_zone(spark)).instant
+    cut = facts.Cut(as_of, session_zone(spark))
     for name in sorted(facts.needed(catalogue)):
         # Not cached, and no join shared between facts: each query reads silver.
-        facts.FACTS[name](facts.Sources(lake, cut)).createOrReplaceTempView(f"fact_{name}")
+        facts.FACTS[name](facts.Sources(lake, cut.instant)).createOrReplaceTempView(f"fact_{name}")
     one_ids(lake).createOrReplaceTempView("persons")  # not checkpointed either
     derived = [t for level in catalogue.levels() for t in level]
     order = [t for t in catalogue if t not in derived] + derived
@@ -496,9 +496,9 @@ def run_baseline(
         t = time.monotonic()
         kept = None
         if isinstance(tag.spec, Clv):
-            query, kept = clv_tag(spark, tag, as_of)
+            query, kept = clv_tag(spark, tag, cut)
         else:
-            text = tag_query(tag, catalogue, facts.Cut(as_of, session_zone(spark)))
+            text = tag_query(tag, catalogue, cut)
             logger.info("baseline %s: %s", tag.key, text)
             query = spark.sql(text)
         query.write.mode("overwrite").parquet(str(out / tag.key))

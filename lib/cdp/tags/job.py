@@ -24,7 +24,6 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
-from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -32,6 +31,7 @@ from pyspark.sql import functions as F
 from cdp.errors import ConfigError
 from cdp.lake import Lake, Partition
 from cdp.runtime import Job, JobContext, job_main, stage
+from cdp.spark import session_zone
 from cdp.tags import engine, facts
 from cdp.tags.catalogue import Catalogue, load_catalogue
 
@@ -49,7 +49,7 @@ def run(ctx: JobContext) -> None:
 
 def _run(ctx: JobContext) -> None:
     lake = ctx.lake
-    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(ZoneInfo(ctx.cfg.tags.timezone)).date()
+    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(session_zone(lake.spark)).date()
     catalogue = load_catalogue(ctx.cfg.tags.catalogue, facts=list(facts.FACTS))
     if not lake.exists(facts.ONEID_MAP):
         logger.warning("tags: %s does not exist under %s yet (run `cdp run identity`); nothing to tag",
