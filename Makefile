@@ -36,7 +36,7 @@ bench: check-env $(STAMP)
 	$(BIN)/python bench/lake_write.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests bench jobs
+	$(BIN)/ruff check lib tests bench jobs notebooks
 
 clean:
 	rm -rf $(VENV) lakehouse logs .pytest_cache

@@ -22,11 +22,12 @@ from cdp.cli import main as cli_main
 from cdp.lake import Lake
 from cdp.lake.delta_rs import DeltaRsEngine
 from cdp.schemas import SILVER
+from cdp.spark import SESSION_TIME_ZONE
 from cdp.tags import engine
 from cdp.tags import facts as tag_facts
 from cdp.tags.catalogue import load_catalogue
 from cdp.tags.facts import FACTS
-from cdp.tags.job import CUSTOMER_TAGS, EVENTS, PROFILE
+from cdp.tags.job import CUSTOMER_TAGS, EVENTS, PROFILE, computed
 from cdp.tags.job import main as tags_main
 
 D = dt.date(2026, 6, 1)
@@ -118,6 +119,25 @@ def assert_pass_needs_no_shuffle(spark: SparkSession, plan_of, fact, persons, na
     assert any(op.startswith("SortMergeJoin") for op in plan), (name, plan)
     assert sum(op.startswith("InMemoryTableScan") for op in plan) == 2, (name, plan)
     assert not [op for op in plan if op.startswith(("Exchange", "Sort "))], (name, plan)
+
+
+def test_computed_gives_the_tags_for_a_block(spark: SparkSession, small_lake: str) -> None:
+    """What a notebook gets from `computed`: the job's tags as of D in the business's days, inside the block only."""
+    lake = Lake(spark, small_lake)
+    was = spark.conf.get(SESSION_TIME_ZONE)
+    assert was != "Asia/Shanghai"
+    with computed(lake, load_catalogue(CATALOGUE, FACTS), D, "Asia/Shanghai") as result:
+        assert spark.conf.get(SESSION_TIME_ZONE) == "Asia/Shanghai"
+        rows = {r.one_id: r.asDict() for r in result.profile.collect()}
+        kept = result.kept
+        assert kept and all(f.storageLevel.useMemory for f in kept)
+    assert spark.conf.get(SESSION_TIME_ZONE) == was
+    assert not any(f.storageLevel.useMemory or f.storageLevel.useDisk for f in kept)
+    # As the job writes them (test_as_of_sees_only_facts_before_the_date): P6, at D's midnight in
+    # Shanghai, is not seen; P7, at 23:00 the day before there, is one day ago.
+    assert [rows[p]["orders_total"] for p in (101, 102, 103)] == [2, 1, 1]
+    assert rows[103]["days_since_last_purchase"] == 1 and rows[101]["days_since_last_purchase"] == 10
+    assert rows[101]["lifecycle_stage"] == "active" and rows[102]["lifecycle_stage"] == "new"
 
 
 def test_facts_are_cached_until_released(spark: SparkSession, small_lake: str, plan_of, caplog) -> None:

@@ -20,10 +20,11 @@ days begins N midnights earlier, and the catalogue's `to_date(ts)` and `hour(ts)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -57,20 +58,35 @@ def _run(ctx: JobContext) -> None:
         return
     logger.info("tags: %d tags in %d families, as of %s (%s)", len(catalogue), len(catalogue.families), as_of,
                 ctx.cfg.tags.timezone)  # fmt: skip
-    with engine.planned_partitioning(lake.spark) as partitions:
-        with stage("tags facts"):
-            built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
-        with stage("tags compute"):
-            persons = facts.persons(lake, partitions=partitions)
-            try:
-                result = engine.compute(catalogue, built, persons, as_of=as_of)
-            finally:
-                facts.release([*built.values(), persons])  # the profile is cached
-            logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
-    try:
+    with computed(lake, catalogue, as_of, ctx.cfg.tags.timezone) as result:
         _publish(catalogue, result.profile, lake, as_of, ctx.run_id)
-    finally:
-        result.release()  # the profile's cache
+
+
+@contextlib.contextmanager
+def computed(lake: Lake, catalogue: Catalogue, as_of: dt.date, zone: str) -> Iterator[engine.TagResult]:
+    """Every tag of `catalogue` for every one_id of `lake` as of `as_of` (days of `zone`), for the block.
+
+    What the job writes, computed the same way, for a notebook to look at or try a new tag on
+    without writing anything. Inside the block the session's time zone is `zone` (`engine.business_days`:
+    the profile's derived columns are computed when read, and `to_date(ts)` reads its dates) and the
+    profile is cached; when the block ends, both are undone.
+    """
+    spark = lake.spark
+    with engine.business_days(spark, zone):
+        with engine.planned_partitioning(spark) as partitions:
+            with stage("tags facts"):
+                built = facts.build(lake, as_of, facts.needed(catalogue), partitions=partitions)
+            with stage("tags compute"):
+                persons = facts.persons(lake, partitions=partitions)
+                try:
+                    result = engine.compute(catalogue, built, persons, as_of=as_of)
+                finally:
+                    facts.release([*built.values(), persons])  # the profile is cached
+                logger.info("tags: aggregation passes per fact: %s", dict(sorted(result.passes.items())))
+        try:
+            yield result
+        finally:
+            result.release()  # the profile's cache
 
 
 def _publish(catalogue: Catalogue, profile: DataFrame, lake: Lake, as_of: dt.date, run_id: str) -> None:
