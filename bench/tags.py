@@ -745,8 +745,8 @@ def main() -> None:
     check_scans("engine, default catalogue", run.scans, facts.needed(catalogue))
 
     base = None
+    limit = args.baseline_minutes * 60 if args.baseline_minutes else None  # for each baseline run
     if not args.skip_baseline:
-        limit = args.baseline_minutes * 60 if args.baseline_minutes else None
         base = run_baseline(spark, lake, catalogue, args.as_of, out / "baseline", sql, limit=limit)
         report_baseline(spark, catalogue, args.as_of, base, runs)
         columns["baseline" if len(base.done) == len(catalogue) else "baseline, part"] = base.scans
@@ -764,7 +764,6 @@ def main() -> None:
             print(f"  baseline estimate for {len(larger)} tags (its mean per query by kind): {estimate:.0f}s, "
                   f"ratio {estimate / big.seconds:.1f}x")  # fmt: skip
         if args.variants_baseline and not args.skip_baseline:
-            limit = args.baseline_minutes * 60 if args.baseline_minutes else None
             wide = run_baseline(spark, lake, larger, args.as_of, out / "baseline_variants", sql, limit=limit)
             report_baseline(spark, larger, args.as_of, wide, [big])
             columns[f"baseline, {len(larger)}"] = wide.scans
