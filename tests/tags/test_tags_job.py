@@ -10,6 +10,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 import pytest
@@ -338,6 +339,26 @@ def test_default_catalogue_on_generated_data(spark: SparkSession, resolved_lake:
     stages = {r.lifecycle_stage or "(none)": r["count"] for r in profile.groupBy("lifecycle_stage").count().collect()}
     shown = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out if line.startswith("  ")}
     assert {k: shown[k] for k in stages} == stages
+
+
+def test_the_default_date_is_today_in_the_business_time_zone(
+    spark: SparkSession, small_lake: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Without --as-of the job computes today's tags, today being the date in `tags.timezone`."""
+    root, conf = tmp_path / "lake", tmp_path / "conf"
+    shutil.copytree(small_lake, root)
+    shutil.rmtree(root / "tags", ignore_errors=True)  # whatever other tests wrote
+    shutil.copytree(CATALOGUE.parent, conf)
+    monkeypatch.chdir(tmp_path)
+    # Of UTC+14 and UTC-12, one has a date other than UTC's at any hour: the test fails on UTC's date.
+    utc = dt.datetime.now(dt.UTC).date()
+    zone = next(z for z in ("Pacific/Kiritimati", "Etc/GMT+12") if dt.datetime.now(ZoneInfo(z)).date() != utc)
+    (conf / "far.yaml").write_text((conf / "local.yaml").read_text() + f"tags:\n  timezone: {zone}\n")
+    before = dt.datetime.now(ZoneInfo(zone)).date()
+    assert tags_main(["--lake", str(root), "--conf-dir", str(conf), "--env", "far", "--run-id", "z1"]) == 0
+    today = {before, dt.datetime.now(ZoneInfo(zone)).date()}  # either, should the run cross a midnight there
+    dates = {r.as_of for r in Lake(spark, str(root)).read(PROFILE).select("as_of").distinct().collect()}
+    assert len(dates) == 1 and dates <= today, (zone, dates, today)
 
 
 def test_over_spark_connect_the_job_writes_the_same_profile(

@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -32,7 +33,6 @@ from pyspark.sql import functions as F
 from cdp.errors import ConfigError
 from cdp.lake import Lake, Partition
 from cdp.runtime import Job, JobContext, job_main, stage
-from cdp.spark import session_zone
 from cdp.tags import engine, facts
 from cdp.tags.catalogue import Catalogue, load_catalogue
 
@@ -44,21 +44,17 @@ EVENTS = "tags.tag_events"
 
 
 def run(ctx: JobContext) -> None:
-    with engine.business_days(ctx.lake.spark, ctx.cfg.tags.timezone):
-        _run(ctx)
-
-
-def _run(ctx: JobContext) -> None:
     lake = ctx.lake
-    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(session_zone(lake.spark)).date()
+    zone = ctx.cfg.tags.timezone  # validated when the configuration loaded
+    as_of = getattr(ctx.args, "as_of", None) or dt.datetime.now(ZoneInfo(zone)).date()  # today there
     catalogue = load_catalogue(ctx.cfg.tags.catalogue, facts=list(facts.FACTS))
     if not lake.exists(facts.ONEID_MAP):
         logger.warning("tags: %s does not exist under %s yet (run `cdp run identity`); nothing to tag",
                        facts.ONEID_MAP, lake.root)  # fmt: skip
         return
     logger.info("tags: %d tags in %d families, as of %s (%s)", len(catalogue), len(catalogue.families), as_of,
-                ctx.cfg.tags.timezone)  # fmt: skip
-    with computed(lake, catalogue, as_of, ctx.cfg.tags.timezone) as result:
+                zone)  # fmt: skip
+    with computed(lake, catalogue, as_of, zone) as result:  # the writes too are on the business's days
         _publish(catalogue, result.profile, lake, as_of, ctx.run_id)
 
 
