@@ -47,7 +47,8 @@ def test_training_set_notebook(
     shutil.copytree(resolved_lake, lake, ignore=shutil.ignore_patterns("tags", "logs"))
     printed = run("tags_training_set.ipynb", lake, tmp_path, monkeypatch)
 
-    one_ids = Lake(spark, str(lake)).read(facts.ONEID_MAP).select("one_id").distinct().count()
+    tables = Lake(spark, str(lake))
+    one_ids = tables.read(facts.ONEID_MAP).select("one_id").distinct().count()
     found = re.search(r"training set: ([\d,]+) rows, ([\d,]+) positive", printed)
     assert found, printed
     rows, positive = (int(g.replace(",", "")) for g in found.groups())
@@ -59,5 +60,5 @@ def test_training_set_notebook(
     assert f"orders_total, lifecycle_stage, rfm_segment: as the job wrote them, for all {one_ids:,} one_ids" in printed
     assert "weekend_orders" in printed
     # The features were written by the tags job for the notebook's date.
-    written = Lake(spark, str(lake)).read("tags.customer_profile").select("as_of").distinct().collect()
+    written = tables.read("tags.customer_profile").select("as_of").distinct().collect()
     assert [str(r.as_of) for r in written] == ["2026-09-01"]
