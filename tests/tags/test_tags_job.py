@@ -217,15 +217,22 @@ BUYER_KIND = """
 """
 
 
-def test_an_edited_catalogue_evolves_the_outputs(
-    spark: SparkSession, small_lake: str, tmp_path: Path, monkeypatch, capsys
-) -> None:
-    """A tag added, a family removed, a tag's type changed: what an operator editing conf/tags gets."""
+def own_copy(small_lake: str, tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A copy of the small lake without tags and of the project's configuration, in `tmp_path` (the
+    working folder), for a test that changes them: (lake, configuration folder)."""
     root, conf = tmp_path / "lake", tmp_path / "conf"
     shutil.copytree(small_lake, root)
     shutil.rmtree(root / "tags", ignore_errors=True)  # whatever other tests wrote
     shutil.copytree(CATALOGUE.parent, conf)
     monkeypatch.chdir(tmp_path)
+    return root, conf
+
+
+def test_an_edited_catalogue_evolves_the_outputs(
+    spark: SparkSession, small_lake: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A tag added, a family removed, a tag's type changed: what an operator editing conf/tags gets."""
+    root, conf = own_copy(small_lake, tmp_path, monkeypatch)
     first, second = D + dt.timedelta(days=60), D + dt.timedelta(days=90)
 
     def run(as_of: dt.date, run_id: str) -> int:
@@ -345,11 +352,7 @@ def test_the_default_date_is_today_in_the_business_time_zone(
     spark: SparkSession, small_lake: str, tmp_path: Path, monkeypatch
 ) -> None:
     """Without --as-of the job computes today's tags, today being the date in `tags.timezone`."""
-    root, conf = tmp_path / "lake", tmp_path / "conf"
-    shutil.copytree(small_lake, root)
-    shutil.rmtree(root / "tags", ignore_errors=True)  # whatever other tests wrote
-    shutil.copytree(CATALOGUE.parent, conf)
-    monkeypatch.chdir(tmp_path)
+    root, conf = own_copy(small_lake, tmp_path, monkeypatch)
     # Of UTC+14 and UTC-12, one has a date other than UTC's at any hour: the test fails on UTC's date.
     utc = dt.datetime.now(dt.UTC).date()
     zone = next(z for z in ("Pacific/Kiritimati", "Etc/GMT+12") if dt.datetime.now(ZoneInfo(z)).date() != utc)
