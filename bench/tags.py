@@ -331,6 +331,18 @@ def run_engine(
     return EngineRun(marks[-1] - marks[0], phases, dict(result.passes), found, len(executions), out / "long")
 
 
+def timed_runs(
+    spark: SparkSession, lake: Lake, catalogue: Catalogue, as_of: dt.date, folder: Path, sql: Executions, repeat: int
+) -> list[EngineRun]:
+    """`repeat` runs of the engine on `catalogue`, into `<folder>_<i>`, each printed as it ends."""
+    runs = []
+    for i in range(repeat):
+        runs.append(run_engine(spark, lake, catalogue, as_of, folder.with_name(f"{folder.name}_{i}"), sql))
+        print(f"engine run {i + 1} of {repeat}, {len(catalogue)} tags: {runs[-1].seconds:.1f}s, "
+              f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return runs
+
+
 def write_partition(part: Partition, table: Path) -> None:
     """`part`'s rows as Parquet in its partition's folder under `table`, with the columns the job
     writes without a dictionary (`engine.plain_encoded`)."""
@@ -735,10 +747,7 @@ def main() -> None:
 
     warm = run_engine(spark, lake, catalogue, args.as_of, out / "warm_up", sql)  # file cache, JIT
     print(f"warm-up run of the engine (untimed): {warm.seconds:.1f}s")
-    runs = []
-    for i in range(args.repeat):
-        runs.append(run_engine(spark, lake, catalogue, args.as_of, out / f"engine_{i}", sql))
-        print(f"engine run {i + 1} of {args.repeat}: {runs[-1].seconds:.1f}s, load average {os.getloadavg()[0]:.1f}")
+    runs = timed_runs(spark, lake, catalogue, args.as_of, out / "engine", sql, args.repeat)
     run = median(runs)
     report_engine("default catalogue", catalogue, run, spark, persons)
     report_runs(runs)
@@ -754,11 +763,7 @@ def main() -> None:
 
     if args.variants:
         larger = variant_catalogue(Path(cfg.tags.catalogue), out / "catalogue", args.variants)
-        bigs = []
-        for i in range(args.repeat):
-            bigs.append(run_engine(spark, lake, larger, args.as_of, out / f"engine_variants_{i}", sql))
-            print(f"engine run {i + 1} of {args.repeat}, {len(larger)} tags: {bigs[-1].seconds:.1f}s, "
-                  f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        bigs = timed_runs(spark, lake, larger, args.as_of, out / "engine_variants", sql, args.repeat)
         big = median(bigs)
         report_engine("generated catalogue", larger, big, spark, persons)
         report_runs(bigs)
